@@ -1,0 +1,202 @@
+"""Bandit: the async, store-backed bandit that routers (and users without LangChain) drive."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+
+from bandit_router._engine import (
+    DEFAULT_MAX_PENDING,
+    DEFAULT_PENDING_TTL,
+    Engine,
+    PendingDecision,
+    Selection,
+)
+from bandit_router._errors import ConfigurationError, DecisionError, UnknownArmError
+from bandit_router._stats import ArmStatistics, BanditState, Outcome, Prior
+from bandit_router.policies import Policy
+from bandit_router.stores import InMemoryStore, StateStore
+
+__all__ = ["Bandit", "Decision"]
+
+_NOTHING = Outcome(reward=None, learn=None)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """One routing decision, begun and waiting for its reward.
+
+    Attributes:
+        decision_id: The id to settle it with (``reward``, ``fail`` or ``release``).
+        arm: The arm chosen.
+        context: The context whose statistics it counts in.
+        selection: The figures the choice was made from.
+    """
+
+    decision_id: str
+    arm: str
+    context: str
+    selection: Selection
+
+
+class Bandit:
+    """A multi-armed bandit whose statistics live in a :class:`StateStore`.
+
+    This is the engine behind the LangChain routers, usable on its own: ``choose`` picks an
+    arm and counts the call in flight, ``reward`` settles it. Works on asyncio and trio.
+
+    Args:
+        arms: Arm names (non-empty, unique).
+        name: The namespace of this bandit's state in the store; bandits with the same name
+            and store share their learning.
+        policy: The selection rule; default ``KLUCB()``.
+        priors: Optional ``{arm: Prior}`` pseudo-observations.
+        decay: Discount per observation of any arm, in (0, 1]; ``None`` is stationary.
+        store: Where the statistics live; default a new :class:`InMemoryStore`.
+        failure_reward: What a failure teaches about its arm (default 0.0; ``None``: nothing).
+        expired_reward: What a decision whose reward never arrives counts as (default
+            ``None``: nothing, its in-flight slot is released).
+        pending_ttl: Seconds a decision waits for its reward.
+        max_pending: Most decisions waiting at once for this name.
+        seed: Seed for tie-breaking and sampling.
+        clock: Wall-clock function (seconds) used for pending-decision expiry.
+
+    Raises:
+        ConfigurationError: On any invalid argument; the message names it.
+    """
+
+    def __init__(
+        self,
+        arms: Collection[str],
+        *,
+        name: str = "default",
+        policy: Policy | None = None,
+        priors: Mapping[str, Prior] | None = None,
+        decay: float | None = None,
+        store: StateStore | None = None,
+        failure_reward: float | None = 0.0,
+        expired_reward: float | None = None,
+        pending_ttl: float = DEFAULT_PENDING_TTL,
+        max_pending: int = DEFAULT_MAX_PENDING,
+        seed: int | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not isinstance(name, str) or not name:
+            raise ConfigurationError(f"name must be a non-empty string, got {name!r}")
+        store = InMemoryStore() if store is None else store
+        if not isinstance(store, StateStore):
+            raise ConfigurationError(f"store must implement the StateStore protocol, got {store!r}")
+        self.engine = Engine(
+            arms,
+            policy=policy,
+            priors=priors,
+            decay=decay,
+            failure_reward=failure_reward,
+            expired_reward=expired_reward,
+            pending_ttl=pending_ttl,
+            max_pending=max_pending,
+            seed=seed,
+        )
+        self.name = name
+        self.store: StateStore = store
+        self._clock = clock
+
+    @property
+    def arms(self) -> tuple[str, ...]:
+        """The arm names, in order."""
+        return self.engine.arms
+
+    async def choose(
+        self,
+        *,
+        context: str = "",
+        decision_id: str | None = None,
+        exclude: Collection[str] = (),
+    ) -> Decision:
+        """Choose an arm and count the call in flight, in one atomic store step.
+
+        Args:
+            context: Which bandit's statistics to use ("" is the global one).
+            decision_id: The id to settle the decision with; a new UUID if ``None``.
+            exclude: Arms that must not be chosen.
+
+        Returns:
+            The decision; settle it with :meth:`reward`, :meth:`fail` or :meth:`release`.
+
+        Raises:
+            DuplicateDecisionError: If ``decision_id`` was already used.
+            UnknownArmError: If ``exclude`` names an unknown arm or every arm.
+        """
+        did = str(uuid.uuid4()) if decision_id is None else _check_id(decision_id)
+        engine = self.engine
+        picked: list[Selection] = []
+
+        def choose(state: BanditState) -> str:
+            sel = engine.select(state, exclude)
+            picked.append(sel)
+            return sel.arm
+
+        arm = await self.store.begin(
+            self.name, context, engine.arms, choose, did, engine.rules, self._clock()
+        )
+        return Decision(did, arm, context, picked[-1])
+
+    async def reward(self, decision_id: str, reward: object) -> PendingDecision:
+        """Settle a decision with a reward in [0, 1] (bool allowed).
+
+        Raises:
+            InvalidRewardError: If the reward is invalid; nothing changes.
+            UnknownDecisionError: If the decision is unknown, settled or expired.
+        """
+        outcome = self.engine.reward_outcome(reward)
+        return await self.store.settle(
+            self.name, _check_id(decision_id), outcome, self.engine.rules, self._clock()
+        )
+
+    async def fail(self, decision_id: str) -> PendingDecision:
+        """Settle a decision whose call failed (counted as a failure of its arm)."""
+        return await self.store.settle(
+            self.name,
+            _check_id(decision_id),
+            self.engine.failure_outcome(),
+            self.engine.rules,
+            self._clock(),
+        )
+
+    async def release(self, decision_id: str) -> PendingDecision:
+        """Settle a decision without counting anything (a cancelled call)."""
+        return await self.store.settle(
+            self.name, _check_id(decision_id), _NOTHING, self.engine.rules, self._clock()
+        )
+
+    async def record_failure(self, arm: str, *, context: str = "") -> None:
+        """Count a failed attempt of ``arm`` outside any decision (a retry that failed)."""
+        if arm not in self.engine.arms:
+            raise UnknownArmError(f"unknown arm {arm!r}; the arms are {list(self.engine.arms)}")
+        await self.store.observe(
+            self.name, context, self.engine.arms, arm, self.engine.failure_outcome(),
+            self.engine.rules,
+        )
+
+    async def state(self, context: str = "") -> BanditState:
+        """Return a snapshot of the raw statistics of ``context``."""
+        return await self.store.load(self.name, context, self.engine.arms, self.engine.rules)
+
+    async def statistics(self, context: str = "") -> dict[str, ArmStatistics]:
+        """Return a frozen report per arm of ``context``'s statistics."""
+        st = await self.state(context)
+        return st.statistics(self.engine.decay, self.engine.priors)
+
+    async def expire(self) -> int:
+        """Expire every overdue pending decision now; return how many."""
+        return await self.store.expire(self.name, self.engine.rules, self._clock())
+
+
+def _check_id(decision_id: object) -> str:
+    if not isinstance(decision_id, str) or not decision_id or len(decision_id) > 512:
+        raise DecisionError(
+            f"decision id must be a non-empty string of at most 512 characters, got {decision_id!r}"
+        )
+    return decision_id

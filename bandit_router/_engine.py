@@ -1,0 +1,296 @@
+"""The sans-I/O bandit engine: validated configuration, selection and outcomes.
+
+The engine does the maths and nothing else: it reads a :class:`BanditState` snapshot and
+returns a :class:`Selection`; it turns rewards, failures and expiries into :class:`Outcome`
+values that a store applies atomically. It never awaits, sleeps or reads a clock.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import Final
+
+from bandit_router._errors import ConfigurationError, UnknownArmError
+from bandit_router._stats import BanditState, Outcome, Prior, check_decay, check_reward
+from bandit_router.policies import KLUCB, Policy, RewardTransform
+
+__all__ = ["DEFAULT_MAX_PENDING", "DEFAULT_PENDING_TTL", "Engine", "PendingDecision", "Rules"]
+
+#: Pending decisions older than this many seconds expire (see ``expired_reward``).
+DEFAULT_PENDING_TTL: Final = 3600.0
+#: At most this many decisions wait for feedback at once; the oldest is expired beyond it.
+DEFAULT_MAX_PENDING: Final = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """What a store needs to know to apply updates and keep the pending registry.
+
+    Attributes:
+        decay: Discount per observation (global clock), or ``None``.
+        expired: The outcome applied to a decision that expires or is evicted unsettled.
+        pending_ttl: Seconds a decision may wait for its reward.
+        max_pending: Most decisions that may wait at once per router name; beyond it the
+            oldest is expired early.
+    """
+
+    decay: float | None
+    expired: Outcome
+    pending_ttl: float
+    max_pending: int
+
+
+@dataclass(frozen=True, slots=True)
+class PendingDecision:
+    """A routing decision waiting for its reward.
+
+    Attributes:
+        decision_id: The id feedback refers to (the LangChain run id of the router's call).
+        context: The context whose statistics the reward updates.
+        arm: The arm the call was routed to.
+        started_at: When the decision was made (seconds, the caller's clock).
+        expires_at: When it expires unsettled.
+    """
+
+    decision_id: str
+    context: str
+    arm: str
+    started_at: float
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """Why an arm was chosen: the figures the policy saw.
+
+    Attributes:
+        arm: The chosen arm.
+        arms: Every arm name, aligned with the lists below.
+        indices: The policy's index per arm (``inf`` for untried arms, ``nan`` for excluded).
+        means: The mean the policy saw per arm (``None`` without data or prior).
+        pulls: Raw completed pulls per arm.
+        in_flight: Calls in flight per arm when the choice was made.
+        explore: Whether the chosen arm is not the one with the best mean.
+        policy: The policy's name.
+    """
+
+    arm: str
+    arms: tuple[str, ...]
+    indices: tuple[float, ...]
+    means: tuple[float | None, ...]
+    pulls: tuple[int, ...]
+    in_flight: tuple[int, ...]
+    explore: bool
+    policy: str
+
+
+def _check_optional_reward(value: object, what: str) -> float | None:
+    if value is None:
+        return None
+    try:
+        return check_reward(value, what=what)
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from None
+
+
+class Engine:
+    """Validated bandit configuration plus the pure selection and update rules.
+
+    Args:
+        arms: Arm names, in order (non-empty, unique, non-empty strings).
+        policy: The selection rule; default ``KLUCB()`` (anytime KL-UCB++-style rate).
+        priors: Optional ``{arm: Prior}`` pseudo-observations.
+        decay: Discount per observation of any arm, in (0, 1]; ``None`` is stationary.
+        failure_reward: What a failed attempt teaches the policy about its arm (a reward in
+            [0, 1]; default 0.0), or ``None`` to count failures without learning from them.
+        expired_reward: What a decision whose reward never arrives counts as: ``None`` (the
+            default) counts nothing and only releases its in-flight slot; a number counts it as
+            that reward.
+        pending_ttl: Seconds a decision waits for its reward before it expires (> 0).
+        max_pending: Most decisions waiting at once per router name (>= 1).
+        seed: Seed of the random generator used for tie-breaking and sampling.
+
+    Raises:
+        ConfigurationError: On any invalid argument; the message names it.
+    """
+
+    __slots__ = (
+        "_learn",
+        "arms",
+        "decay",
+        "failure_reward",
+        "policy",
+        "priors",
+        "rng",
+        "rules",
+    )
+
+    def __init__(
+        self,
+        arms: Collection[str],
+        *,
+        policy: Policy | None = None,
+        priors: Mapping[str, Prior] | None = None,
+        decay: float | None = None,
+        failure_reward: float | None = 0.0,
+        expired_reward: float | None = None,
+        pending_ttl: float = DEFAULT_PENDING_TTL,
+        max_pending: int = DEFAULT_MAX_PENDING,
+        seed: int | None = None,
+    ) -> None:
+        if isinstance(arms, str | bytes):
+            raise ConfigurationError(f"arms must be a collection of names, got {arms!r}")
+        names = tuple(arms)
+        if not names:
+            raise ConfigurationError("a router needs at least one arm, got none")
+        for a in names:
+            if not isinstance(a, str) or not a:
+                raise ConfigurationError(f"arm names must be non-empty strings, got {a!r}")
+        dupes = sorted({a for a in names if names.count(a) > 1})
+        if dupes:
+            raise ConfigurationError(f"duplicate arm names: {dupes}")
+        policy = KLUCB() if policy is None else policy
+        if not isinstance(policy, Policy):
+            raise ConfigurationError(
+                f"policy must implement the Policy protocol (name, indices), got {policy!r}"
+            )
+        prior_map = dict(priors or {})
+        for arm, p in prior_map.items():
+            if arm not in names:
+                raise ConfigurationError(f"prior for unknown arm {arm!r}; the arms are {list(names)}")
+            if not isinstance(p, Prior):
+                raise ConfigurationError(f"prior for arm {arm!r} must be a Prior, got {p!r}")
+        if (
+            isinstance(pending_ttl, bool)
+            or not isinstance(pending_ttl, int | float)
+            or not math.isfinite(pending_ttl)
+            or pending_ttl <= 0
+        ):
+            raise ConfigurationError(f"pending_ttl must be a number of seconds > 0, got {pending_ttl!r}")
+        if isinstance(max_pending, bool) or not isinstance(max_pending, int) or max_pending < 1:
+            raise ConfigurationError(f"max_pending must be an integer >= 1, got {max_pending!r}")
+        self.arms: tuple[str, ...] = names
+        self.policy: Policy = policy
+        self.priors: tuple[Prior | None, ...] | None = (
+            tuple(prior_map.get(a) for a in names) if prior_map else None
+        )
+        self.decay = check_decay(decay)
+        self.failure_reward = _check_optional_reward(failure_reward, "failure_reward")
+        expired = _check_optional_reward(expired_reward, "expired_reward")
+        self.rules = Rules(
+            decay=self.decay,
+            expired=Outcome(reward=expired, learn=expired),
+            pending_ttl=float(pending_ttl),
+            max_pending=max_pending,
+        )
+        self.rng = random.Random(seed)
+        self._learn = policy.learn if isinstance(policy, RewardTransform) else None
+
+    # --- outcomes ------------------------------------------------------------------------
+
+    def reward_outcome(self, reward: object) -> Outcome:
+        """Validate ``reward`` and return the outcome it makes.
+
+        Raises:
+            InvalidRewardError: If the reward is not a finite number in [0, 1] (or a bool).
+        """
+        r = check_reward(reward)
+        return Outcome(reward=r, learn=self._learn(r, self.rng) if self._learn else r)
+
+    def failure_outcome(self) -> Outcome:
+        """Return the outcome of a failed attempt (``failure_reward`` learned, if any)."""
+        return Outcome(reward=None, learn=self.failure_reward, failure=True)
+
+    # --- selection -----------------------------------------------------------------------
+
+    def new_state(self) -> BanditState:
+        """Return the empty state of a bandit over this engine's arms."""
+        return BanditState(self.arms)
+
+    def select(self, state: BanditState, exclude: Collection[str] = ()) -> Selection:
+        """Choose an arm from a state snapshot.
+
+        Arms with no data, no prior and nothing in flight are tried first. Calls in flight
+        count as virtual observations at the arm's current mean (at 0 for an arm with no
+        data), so a burst of concurrent calls spreads its exploration: each pending call
+        shrinks its arm's confidence bonus as a real observation would (the "hallucinated
+        observations" of Desautels, Krause & Burdick, "Parallelizing Exploration-Exploitation
+        Tradeoffs in Gaussian Process Bandit Optimization", JMLR 2014), without pretending to
+        know its reward. Ties are broken at random.
+
+        Args:
+            state: The bandit's statistics (not modified).
+            exclude: Arms that must not be chosen (those that already failed this call).
+
+        Returns:
+            The choice and the figures it was made from.
+
+        Raises:
+            UnknownArmError: If ``exclude`` names an unknown arm or excludes every arm.
+        """
+        arms = self.arms
+        k = len(arms)
+        n, s, q = state.discounted(self.decay, self.priors)
+        flights = state.in_flight
+        for i in range(k):
+            f = flights[i]
+            if f:
+                m = n[i]
+                if m > 0:
+                    # Hallucinate f observations at the current mean and second moment.
+                    s[i] += f * s[i] / m
+                    q[i] += f * q[i] / m
+                n[i] = m + f
+        allowed = [True] * k
+        for a in exclude:
+            if a not in arms:
+                raise UnknownArmError(f"cannot exclude unknown arm {a!r}; the arms are {list(arms)}")
+            allowed[arms.index(a)] = False
+        if not any(allowed):
+            raise UnknownArmError(f"every arm is excluded: {sorted(exclude)}")
+        means: list[float | None] = [s[i] / n[i] if n[i] > 0 else None for i in range(k)]
+        untried = [i for i in range(k) if allowed[i] and n[i] <= 0.0]
+        rng = self.rng
+        if untried:
+            chosen = untried[0] if len(untried) == 1 else rng.choice(untried)
+            idx = [math.inf if n[i] <= 0.0 else math.nan for i in range(k)]
+        else:
+            t = math.fsum(n)
+            idx = list(self.policy.indices(n, s, q, t, rng))
+            if len(idx) != k:
+                raise ValueError(
+                    f"policy {self.policy.name!r} returned {len(idx)} indices for {k} arms"
+                )
+            best = -math.inf
+            winners: list[int] = []
+            for i in range(k):
+                if not allowed[i]:
+                    continue
+                v = idx[i]
+                if v > best:
+                    best = v
+                    winners = [i]
+                elif v == best:
+                    winners.append(i)
+            if not winners:  # every allowed index is NaN: the policy is broken, fall back to random
+                winners = [i for i in range(k) if allowed[i]]
+            chosen = winners[0] if len(winners) == 1 else rng.choice(winners)
+        for i in range(k):
+            if not allowed[i]:
+                idx[i] = math.nan
+        known = [m for i, m in enumerate(means) if m is not None and allowed[i]]
+        chosen_mean = means[chosen]
+        explore = bool(known) and (chosen_mean is None or chosen_mean < max(known))
+        return Selection(
+            arm=arms[chosen],
+            arms=arms,
+            indices=tuple(idx),
+            means=tuple(means),
+            pulls=tuple(state.pulls),
+            in_flight=tuple(flights),
+            explore=explore,
+            policy=self.policy.name,
+        )

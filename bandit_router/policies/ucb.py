@@ -1,0 +1,97 @@
+"""UCB1 and UCB-Tuned (Auer, Cesa-Bianchi & Fischer 2002)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from random import Random
+
+from bandit_router._errors import ConfigurationError
+
+__all__ = ["UCB1", "UCBTuned"]
+
+
+def _log_t(t: float) -> float:
+    # Under decay the discounted total can fall below 1; the bonus must stay >= 0.
+    return math.log(t) if t > 1.0 else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class UCB1:
+    """UCB1: the mean plus a Hoeffding confidence bonus.
+
+    Formula::
+
+        index_i = mean_i + sqrt(c * ln(t) / n_i)
+
+    where ``n_i`` is arm i's observation count and ``t = sum_i n_i``. ``c = 2`` is the
+    textbook bonus ``sqrt(2 ln t / n_i)`` of Auer, Cesa-Bianchi & Fischer, "Finite-time
+    Analysis of the Multiarmed Bandit Problem", Machine Learning 47 (2002). Smaller ``c``
+    explores less.
+
+    Attributes:
+        c: The exploration coefficient, > 0.
+    """
+
+    c: float = 2.0
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.c, int | float) and math.isfinite(self.c) and self.c > 0):
+            raise ConfigurationError(f"UCB1 exploration coefficient c must be > 0, got {self.c!r}")
+
+    @property
+    def name(self) -> str:
+        """``"ucb1"``."""
+        return "ucb1"
+
+    def indices(
+        self,
+        n: Sequence[float],
+        total: Sequence[float],
+        total_sq: Sequence[float],
+        t: float,
+        rng: Random,
+    ) -> list[float]:
+        """Return ``mean_i + sqrt(c ln t / n_i)`` for every arm."""
+        lt = self.c * _log_t(t)
+        sqrt = math.sqrt
+        return [s / m + sqrt(lt / m) for m, s in zip(n, total, strict=True)]
+
+
+@dataclass(frozen=True, slots=True)
+class UCBTuned:
+    """UCB-Tuned: UCB1 with the bonus scaled by an upper bound on the arm's variance.
+
+    Formula::
+
+        V_i     = total_sq_i / n_i - mean_i**2 + sqrt(2 ln(t) / n_i)
+        index_i = mean_i + sqrt(ln(t) / n_i * min(1/4, V_i))
+
+    From Auer, Cesa-Bianchi & Fischer, "Finite-time Analysis of the Multiarmed Bandit
+    Problem", Machine Learning 47 (2002), section 4. 1/4 is the largest variance of a
+    distribution on [0, 1].
+    """
+
+    @property
+    def name(self) -> str:
+        """``"ucb-tuned"``."""
+        return "ucb-tuned"
+
+    def indices(
+        self,
+        n: Sequence[float],
+        total: Sequence[float],
+        total_sq: Sequence[float],
+        t: float,
+        rng: Random,
+    ) -> list[float]:
+        """Return the UCB-Tuned index of every arm."""
+        lt = _log_t(t)
+        sqrt = math.sqrt
+        out = []
+        for m, s, q in zip(n, total, total_sq, strict=True):
+            mean = s / m
+            v = max(q / m - mean * mean, 0.0) + sqrt(2.0 * lt / m)
+            out.append(mean + sqrt(lt / m * min(0.25, v)))
+        return out

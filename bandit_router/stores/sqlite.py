@@ -1,0 +1,429 @@
+"""SQLiteStore: persistent statistics in one file, shared by the processes of one host."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Final, TypeVar
+
+import anyio.to_thread
+
+from bandit_router._engine import PendingDecision, Rules
+from bandit_router._errors import (
+    CorruptStateError,
+    DuplicateDecisionError,
+    StoreError,
+    UnknownDecisionError,
+)
+from bandit_router._stats import BanditState, Outcome
+from bandit_router.stores._base import Chooser
+from bandit_router.stores.memory import unknown_message
+
+__all__ = ["SCHEMA_VERSION", "SQLiteStore"]
+
+#: Version of the file's schema, stored in its ``meta`` table; bumped on incompatible change.
+SCHEMA_VERSION: Final = 1
+_APP: Final = "bandit-router"
+_HEADER: Final = b"SQLite format 3\x00"
+
+_SCHEMA: Final = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE clocks (
+    namespace TEXT NOT NULL, context TEXT NOT NULL, clock INTEGER NOT NULL,
+    PRIMARY KEY (namespace, context));
+CREATE TABLE arms (
+    namespace TEXT NOT NULL, context TEXT NOT NULL, arm TEXT NOT NULL,
+    n REAL NOT NULL, total REAL NOT NULL, total_sq REAL NOT NULL, stamp INTEGER NOT NULL,
+    pulls INTEGER NOT NULL, reward_sum REAL NOT NULL, failures INTEGER NOT NULL,
+    in_flight INTEGER NOT NULL,
+    PRIMARY KEY (namespace, context, arm));
+CREATE TABLE pending (
+    namespace TEXT NOT NULL, decision_id TEXT NOT NULL, context TEXT NOT NULL, arm TEXT NOT NULL,
+    started_at REAL NOT NULL, expires_at REAL NOT NULL, seq INTEGER NOT NULL,
+    PRIMARY KEY (namespace, decision_id));
+CREATE INDEX pending_by_age ON pending (namespace, seq);
+CREATE TABLE finished (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, namespace TEXT NOT NULL, decision_id TEXT NOT NULL,
+    how TEXT NOT NULL);
+CREATE INDEX finished_by_id ON finished (namespace, decision_id);
+"""
+_TABLES: Final = {"meta", "clocks", "arms", "pending", "finished", "sqlite_sequence"}
+_FIELDS: Final = ("n", "total", "total_sq", "stamp", "pulls", "reward_sum", "failures", "in_flight")
+
+T = TypeVar("T")
+
+
+class SQLiteStore:
+    """Keeps statistics in a SQLite file that several processes of one host can share.
+
+    Every operation is one ``BEGIN IMMEDIATE`` transaction (read, compute, write, commit), so
+    concurrent processes never lose an update, and a process killed mid-write leaves the file
+    holding only whole updates (SQLite's write-ahead log). Blocking calls run in a worker
+    thread, off the event loop. The file is created with mode 0600 and carries a schema
+    version; a corrupt or foreign file raises :class:`CorruptStateError` and is left untouched.
+
+    Args:
+        path: The database file; created (with its parent folder) if missing.
+        timeout: Seconds to wait for another process's lock before raising ``StoreError``.
+        synchronous: SQLite's ``synchronous`` setting: ``"NORMAL"`` (default; survives a
+            process crash) or ``"FULL"`` (also survives power loss, slower).
+
+    Raises:
+        CorruptStateError: If the file is not a bandit-router database, is damaged, or has a
+            newer schema version.
+        StoreError: If the file cannot be opened or created.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, timeout: float = 30.0, synchronous: str = "NORMAL"
+    ) -> None:
+        if synchronous not in ("NORMAL", "FULL"):
+            raise ValueError(f"synchronous must be 'NORMAL' or 'FULL', got {synchronous!r}")
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._conn = self._open(timeout, synchronous)
+
+    # --- opening and validation -----------------------------------------------------------
+
+    def _open(self, timeout: float, synchronous: str) -> sqlite3.Connection:
+        path = self.path
+        fresh = False
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # Create the file ourselves so it is born 0600 (SQLite gives -wal/-shm the same mode).
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+            os.close(fd)
+            fresh = True
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise StoreError(f"cannot create state file {str(path)!r}: {exc}") from exc
+        try:
+            with open(path, "rb") as f:
+                head = f.read(len(_HEADER))
+        except OSError as exc:
+            raise StoreError(f"cannot read state file {str(path)!r}: {exc}") from exc
+        if head and head != _HEADER:
+            raise CorruptStateError(
+                f"{str(path)!r} is not a SQLite database (it starts with {head[:8]!r}); "
+                "it was not modified"
+            )
+        fresh = fresh or not head
+        try:
+            conn = sqlite3.connect(
+                path, timeout=timeout, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open state file {str(path)!r}: {exc}") from exc
+        try:
+            if not fresh:
+                self._validate(conn)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={synchronous}")
+            conn.execute("PRAGMA foreign_keys=OFF")
+            if fresh:
+                self._create(conn)
+        except CorruptStateError:
+            conn.close()
+            raise
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise CorruptStateError(
+                f"{str(path)!r} is damaged or not a bandit-router database ({exc}); "
+                "it was not modified"
+            ) from exc
+        return conn
+
+    def _validate(self, conn: sqlite3.Connection) -> None:
+        path = str(self.path)
+        check = conn.execute("PRAGMA quick_check").fetchone()
+        if check is None or check[0] != "ok":
+            raise CorruptStateError(f"{path!r} failed SQLite's integrity check: {check!r}")
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if not tables:
+            # An empty database another process is creating right now: wait for its schema.
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("COMMIT")
+            tables = {
+                r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            }
+            if not tables:
+                self._create(conn)
+                return
+        if "meta" not in tables:
+            raise CorruptStateError(
+                f"{path!r} is a SQLite database but not a bandit-router state file "
+                f"(tables {sorted(tables)}); it was not modified"
+            )
+        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        if meta.get("application") != _APP:
+            raise CorruptStateError(
+                f"{path!r} is not a bandit-router state file (application "
+                f"{meta.get('application')!r}); it was not modified"
+            )
+        version = meta.get("schema_version")
+        if version != str(SCHEMA_VERSION):
+            raise CorruptStateError(
+                f"{path!r} has schema version {version!r}; this bandit-router reads version "
+                f"{SCHEMA_VERSION}; it was not modified"
+            )
+        if not tables <= _TABLES or not {"clocks", "arms", "pending", "finished"} <= tables:
+            raise CorruptStateError(f"{path!r} has unexpected tables {sorted(tables)}")
+
+    def _create(self, conn: sqlite3.Connection) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            exists = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
+            ).fetchone()
+            if exists is None:
+                # executescript() would commit first; run the statements inside our transaction.
+                for stmt in _SCHEMA.split(";"):
+                    if stmt.strip():
+                        conn.execute(stmt)
+                conn.executemany(
+                    "INSERT INTO meta (key, value) VALUES (?, ?)",
+                    [("application", _APP), ("schema_version", str(SCHEMA_VERSION))],
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        if exists is not None:
+            self._validate(conn)
+
+    # --- the transaction runner --------------------------------------------------------------
+
+    async def _run(self, fn: Callable[[sqlite3.Cursor], T]) -> T:
+        return await anyio.to_thread.run_sync(self._transaction, fn)
+
+    def _transaction(self, fn: Callable[[sqlite3.Cursor], T]) -> T:
+        with self._lock:
+            conn = self._conn
+            try:
+                cur = conn.cursor()
+                cur.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StoreError(f"SQLite store {str(self.path)!r}: {exc}") from exc
+            try:
+                result = fn(cur)
+            except BaseException as exc:
+                conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.DatabaseError):
+                    raise StoreError(f"SQLite store {str(self.path)!r}: {exc}") from exc
+                raise
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                conn.execute("ROLLBACK")
+                raise StoreError(f"SQLite store {str(self.path)!r}: {exc}") from exc
+            return result
+
+    # --- row helpers (inside a transaction) ----------------------------------------------------
+
+    def _load(self, cur: sqlite3.Cursor, ns: str, ctx: str, arms: tuple[str, ...]) -> BanditState:
+        row = cur.execute(
+            "SELECT clock FROM clocks WHERE namespace=? AND context=?", (ns, ctx)
+        ).fetchone()
+        st = BanditState(arms, clock=0 if row is None else row[0])
+        if row is not None and (not isinstance(row[0], int) or row[0] < 0):
+            raise CorruptStateError(f"{str(self.path)!r}: bad clock {row[0]!r} for {ns!r}/{ctx!r}")
+        marks = ",".join("?" * len(arms))
+        rows = cur.execute(
+            f"SELECT arm, {', '.join(_FIELDS)} FROM arms "  # noqa: S608 (fixed column names)
+            f"WHERE namespace=? AND context=? AND arm IN ({marks})",
+            (ns, ctx, *arms),
+        ).fetchall()
+        for r in rows:
+            try:
+                st.set_arm_record(arms.index(r[0]), dict(zip(_FIELDS, r[1:], strict=True)))
+            except ValueError as exc:
+                raise CorruptStateError(
+                    f"{str(self.path)!r}: arm {r[0]!r} of {ns!r}/{ctx!r} is corrupt: {exc}"
+                ) from exc
+        return st
+
+    def _write(self, cur: sqlite3.Cursor, ns: str, ctx: str, st: BanditState, i: int) -> None:
+        rec = st.arm_record(i)
+        cur.execute(
+            "INSERT OR REPLACE INTO arms (namespace, context, arm, "
+            f"{', '.join(_FIELDS)}) VALUES (?, ?, ?, {', '.join('?' * len(_FIELDS))})",
+            (ns, ctx, st.arms[i], *(rec[f] for f in _FIELDS)),
+        )
+        cur.execute(
+            "INSERT OR REPLACE INTO clocks (namespace, context, clock) VALUES (?, ?, ?)",
+            (ns, ctx, st.clock),
+        )
+
+    def _apply(
+        self,
+        cur: sqlite3.Cursor,
+        ns: str,
+        ctx: str,
+        arm: str,
+        outcome: Outcome,
+        rules: Rules,
+        release: bool,
+    ) -> None:
+        st = self._load(cur, ns, ctx, (arm,))
+        if release:
+            st.in_flight[0] = max(st.in_flight[0] - 1, 0)
+        st.apply(0, outcome, rules.decay)
+        self._write(cur, ns, ctx, st, 0)
+
+    def _finish(self, cur: sqlite3.Cursor, ns: str, did: str, how: str, rules: Rules) -> None:
+        cur.execute("DELETE FROM pending WHERE namespace=? AND decision_id=?", (ns, did))
+        cur.execute(
+            "INSERT INTO finished (namespace, decision_id, how) VALUES (?, ?, ?)", (ns, did, how)
+        )
+        seq = cur.lastrowid or 0
+        if seq % 256 == 0:  # trim now and then, not on every write
+            cur.execute(
+                "DELETE FROM finished WHERE namespace=? AND seq NOT IN "
+                "(SELECT seq FROM finished WHERE namespace=? ORDER BY seq DESC LIMIT ?)",
+                (ns, ns, rules.max_pending),
+            )
+
+    def _expire(self, cur: sqlite3.Cursor, ns: str, rules: Rules, now: float, room: int) -> int:
+        (count,) = cur.execute("SELECT COUNT(*) FROM pending WHERE namespace=?", (ns,)).fetchone()
+        over = max(count + room - rules.max_pending, 0)
+        rows = cur.execute(
+            "SELECT decision_id, context, arm, expires_at FROM pending WHERE namespace=? "
+            "ORDER BY seq",
+            (ns,),
+        )
+        doomed = []
+        for did, ctx, arm, expires_at in rows:
+            if expires_at > now and len(doomed) >= over:
+                break
+            doomed.append((did, ctx, arm))
+        for did, ctx, arm in doomed:
+            self._apply(cur, ns, ctx, arm, rules.expired, rules, release=True)
+            self._finish(cur, ns, did, "expired", rules)
+        return len(doomed)
+
+    # --- the StateStore protocol -------------------------------------------------------------
+
+    async def load(
+        self, namespace: str, context: str, arms: tuple[str, ...], rules: Rules
+    ) -> BanditState:
+        """See :meth:`StateStore.load`."""
+        return await self._run(lambda cur: self._load(cur, namespace, context, arms))
+
+    async def begin(
+        self,
+        namespace: str,
+        context: str,
+        arms: tuple[str, ...],
+        choose: Chooser,
+        decision_id: str,
+        rules: Rules,
+        now: float,
+    ) -> str:
+        """See :meth:`StateStore.begin`."""
+
+        def tx(cur: sqlite3.Cursor) -> str:
+            if cur.execute(
+                "SELECT 1 FROM pending WHERE namespace=? AND decision_id=? UNION ALL "
+                "SELECT 1 FROM finished WHERE namespace=? AND decision_id=?",
+                (namespace, decision_id, namespace, decision_id),
+            ).fetchone():
+                raise DuplicateDecisionError(f"decision id {decision_id!r} was already used")
+            self._expire(cur, namespace, rules, now, room=1)
+            st = self._load(cur, namespace, context, arms)
+            arm = choose(st)
+            i = st.index(arm)
+            st.in_flight[i] += 1
+            self._write(cur, namespace, context, st, i)
+            (seq,) = cur.execute(
+                "SELECT COALESCE(MAX(seq), 0) + 1 FROM pending WHERE namespace=?", (namespace,)
+            ).fetchone()
+            cur.execute(
+                "INSERT INTO pending (namespace, decision_id, context, arm, started_at, "
+                "expires_at, seq) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (namespace, decision_id, context, arm, now, now + rules.pending_ttl, seq),
+            )
+            return arm
+
+        return await self._run(tx)
+
+    async def settle(
+        self, namespace: str, decision_id: str, outcome: Outcome, rules: Rules, now: float
+    ) -> PendingDecision:
+        """See :meth:`StateStore.settle`."""
+
+        def tx(cur: sqlite3.Cursor) -> PendingDecision:
+            self._expire(cur, namespace, rules, now, room=0)
+            row = cur.execute(
+                "SELECT context, arm, started_at, expires_at FROM pending "
+                "WHERE namespace=? AND decision_id=?",
+                (namespace, decision_id),
+            ).fetchone()
+            if row is None:
+                how = cur.execute(
+                    "SELECT how FROM finished WHERE namespace=? AND decision_id=? "
+                    "ORDER BY seq DESC LIMIT 1",
+                    (namespace, decision_id),
+                ).fetchone()
+                raise UnknownDecisionError(unknown_message(decision_id, how and how[0]))
+            ctx, arm, started, expires = row
+            self._apply(cur, namespace, ctx, arm, outcome, rules, release=True)
+            self._finish(cur, namespace, decision_id, "settled", rules)
+            return PendingDecision(decision_id, ctx, arm, started, expires)
+
+        return await self._run(tx)
+
+    async def observe(
+        self,
+        namespace: str,
+        context: str,
+        arms: tuple[str, ...],
+        arm: str,
+        outcome: Outcome,
+        rules: Rules,
+    ) -> None:
+        """See :meth:`StateStore.observe`."""
+        if arm not in arms:
+            BanditState(arms).index(arm)  # raises UnknownArmError naming the arm
+        await self._run(
+            lambda cur: self._apply(cur, namespace, context, arm, outcome, rules, release=False)
+        )
+
+    async def pending(self, namespace: str, decision_id: str) -> PendingDecision | None:
+        """See :meth:`StateStore.pending`."""
+
+        def tx(cur: sqlite3.Cursor) -> PendingDecision | None:
+            row = cur.execute(
+                "SELECT context, arm, started_at, expires_at FROM pending "
+                "WHERE namespace=? AND decision_id=?",
+                (namespace, decision_id),
+            ).fetchone()
+            return None if row is None else PendingDecision(decision_id, *row)
+
+        return await self._run(tx)
+
+    async def expire(self, namespace: str, rules: Rules, now: float) -> int:
+        """See :meth:`StateStore.expire`."""
+        return await self._run(lambda cur: self._expire(cur, namespace, rules, now, room=0))
+
+    async def contexts(self, namespace: str) -> list[str]:
+        """See :meth:`StateStore.contexts`."""
+        return await self._run(
+            lambda cur: [
+                r[0]
+                for r in cur.execute(
+                    "SELECT context FROM clocks WHERE namespace=? ORDER BY context", (namespace,)
+                )
+            ]
+        )
+
+    async def aclose(self) -> None:
+        """Close the database connection."""
+        with self._lock:
+            self._conn.close()
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({str(self.path)!r})"
