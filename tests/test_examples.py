@@ -1,0 +1,48 @@
+"""Every example in examples/ runs offline and is executed here."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+# What each example must print to count as working (not just exiting 0).
+EXPECTED = {
+    "quickstart.py": "prefers 'large-model'",
+}
+
+
+def test_every_example_is_listed() -> None:
+    assert sorted(p.name for p in EXAMPLES.glob("*.py")) == sorted(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_example_runs(name: str, tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONWARNINGS": "error"}
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / name)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env=env,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert EXPECTED[name] in proc.stdout, proc.stdout
+
+
+def test_quickstart_persists_in_sqlite(tmp_path: Path) -> None:
+    db = tmp_path / "state.db"
+    cmd = [sys.executable, str(EXAMPLES / "quickstart.py"), "--calls", "300", "--store", str(db)]
+    first = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+    assert first.returncode == 0, first.stderr
+    second = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+    assert second.returncode == 0, second.stderr
+    # The second run starts from the first run's learning: 600 pulls in all.
+    pulls = [int(line.split()[2]) for line in second.stdout.splitlines() if "-model " in line]
+    assert sum(pulls) == 600, second.stdout
