@@ -118,9 +118,14 @@ class InMemoryStore:
             if decision_id in sp.pending or decision_id in sp.settled:
                 raise DuplicateDecisionError(f"decision id {decision_id!r} was already used")
             self._expire(sp, rules, now, room=1)
-            st = self._state(sp, context, arms)
-            view = st if st.arms == arms else project(st, arms)
+            # The chooser gets a snapshot over exactly ``arms`` (never the live state), and the
+            # state is created or widened only once it has chosen an arm among ``arms``: a
+            # chooser that raises changes nothing.
+            current = sp.contexts.get(context)
+            view = BanditState(arms) if current is None else project(current, arms)
             arm = choose(view)
+            view.index(arm)  # raises UnknownArmError for an arm outside ``arms``
+            st = self._state(sp, context, arms)
             st.in_flight[st.index(arm)] += 1
             sp.pending[decision_id] = PendingDecision(
                 decision_id, context, arm, now, now + rules.pending_ttl
@@ -136,7 +141,9 @@ class InMemoryStore:
             self._expire(sp, rules, now)
             d = sp.pending.pop(decision_id, None)
             if d is None:
-                raise UnknownDecisionError(unknown_message(decision_id, sp.settled.get(decision_id)))
+                raise UnknownDecisionError(
+                    unknown_message(decision_id, sp.settled.get(decision_id))
+                )
             self._release(sp, d, outcome, rules, "settled")
             return d
 
@@ -150,6 +157,8 @@ class InMemoryStore:
         rules: Rules,
     ) -> None:
         """See :meth:`StateStore.observe`."""
+        if arm not in arms:
+            BanditState(arms).index(arm)  # raises UnknownArmError before anything is created
         with self._lock:
             st = self._state(self._space(namespace), context, arms)
             st.apply(st.index(arm), outcome, rules.decay)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Final, TypeVar
@@ -54,6 +55,27 @@ _TABLES: Final = {"meta", "clocks", "arms", "pending", "finished", "sqlite_seque
 _FIELDS: Final = ("n", "total", "total_sq", "stamp", "pulls", "reward_sum", "failures", "in_flight")
 
 T = TypeVar("T")
+
+
+def _busy(exc: sqlite3.Error) -> bool:
+    """Whether ``exc`` means another connection holds the lock (SQLITE_BUSY)."""
+    return getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY
+
+
+def _set_wal(conn: sqlite3.Connection, deadline: float) -> None:
+    """Switch to WAL mode, retrying while another process does the same.
+
+    Changing the journal mode does not wait on SQLite's busy handler, so processes that open
+    a new file at the same moment get ``database is locked``; retry until ``deadline``.
+    """
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if not _busy(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
 
 
 class SQLiteStore:
@@ -121,7 +143,7 @@ class SQLiteStore:
         try:
             if not fresh:
                 self._validate(conn)
-            conn.execute("PRAGMA journal_mode=WAL")
+            _set_wal(conn, time.monotonic() + timeout)
             conn.execute(f"PRAGMA synchronous={synchronous}")
             conn.execute("PRAGMA foreign_keys=OFF")
             if fresh:
@@ -131,6 +153,8 @@ class SQLiteStore:
             raise
         except sqlite3.DatabaseError as exc:
             conn.close()
+            if _busy(exc):  # another process held the lock too long: not a damaged file
+                raise StoreError(f"cannot open state file {str(path)!r}: {exc}") from exc
             raise CorruptStateError(
                 f"{str(path)!r} is damaged or not a bandit-router database ({exc}); "
                 "it was not modified"
@@ -139,6 +163,15 @@ class SQLiteStore:
 
     def _validate(self, conn: sqlite3.Connection) -> None:
         path = str(self.path)
+        # SQLite writes whole pages; a partial last page is a truncated file, which
+        # quick_check misses (it reads the missing bytes as zeros).
+        (page,) = conn.execute("PRAGMA page_size").fetchone()
+        size = os.path.getsize(self.path)
+        if size % page:
+            raise CorruptStateError(
+                f"{path!r} is truncated: {size} bytes is not a whole number of "
+                f"{page}-byte pages; it was not modified"
+            )
         check = conn.execute("PRAGMA quick_check").fetchone()
         if check is None or check[0] != "ok":
             raise CorruptStateError(f"{path!r} failed SQLite's integrity check: {check!r}")
@@ -233,7 +266,7 @@ class SQLiteStore:
             raise CorruptStateError(f"{str(self.path)!r}: bad clock {row[0]!r} for {ns!r}/{ctx!r}")
         marks = ",".join("?" * len(arms))
         rows = cur.execute(
-            f"SELECT arm, {', '.join(_FIELDS)} FROM arms "  # noqa: S608 (fixed column names)
+            f"SELECT arm, {', '.join(_FIELDS)} FROM arms "
             f"WHERE namespace=? AND context=? AND arm IN ({marks})",
             (ns, ctx, *arms),
         ).fetchall()
@@ -295,7 +328,7 @@ class SQLiteStore:
             "ORDER BY seq",
             (ns,),
         )
-        doomed = []
+        doomed: list[tuple[str, str, str]] = []
         for did, ctx, arm, expires_at in rows:
             if expires_at > now and len(doomed) >= over:
                 break
@@ -334,7 +367,7 @@ class SQLiteStore:
                 raise DuplicateDecisionError(f"decision id {decision_id!r} was already used")
             self._expire(cur, namespace, rules, now, room=1)
             st = self._load(cur, namespace, context, arms)
-            arm = choose(st)
+            arm = choose(st.copy())  # a snapshot: the chooser may keep it, we change st below
             i = st.index(arm)
             st.in_flight[i] += 1
             self._write(cur, namespace, context, st, i)
@@ -355,7 +388,7 @@ class SQLiteStore:
     ) -> PendingDecision:
         """See :meth:`StateStore.settle`."""
 
-        def tx(cur: sqlite3.Cursor) -> PendingDecision:
+        def tx(cur: sqlite3.Cursor) -> PendingDecision | str:
             self._expire(cur, namespace, rules, now, room=0)
             row = cur.execute(
                 "SELECT context, arm, started_at, expires_at FROM pending "
@@ -368,13 +401,18 @@ class SQLiteStore:
                     "ORDER BY seq DESC LIMIT 1",
                     (namespace, decision_id),
                 ).fetchone()
-                raise UnknownDecisionError(unknown_message(decision_id, how and how[0]))
+                # Raised after the commit: the expiries above stand (as in InMemoryStore),
+                # else a decision reported as expired would stay pending and in flight.
+                return unknown_message(decision_id, how and how[0])
             ctx, arm, started, expires = row
             self._apply(cur, namespace, ctx, arm, outcome, rules, release=True)
             self._finish(cur, namespace, decision_id, "settled", rules)
             return PendingDecision(decision_id, ctx, arm, started, expires)
 
-        return await self._run(tx)
+        result = await self._run(tx)
+        if isinstance(result, str):
+            raise UnknownDecisionError(result)
+        return result
 
     async def observe(
         self,
