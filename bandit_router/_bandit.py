@@ -143,6 +143,47 @@ class Bandit:
         )
         return Decision(did, arm, context, picked[-1])
 
+    async def reroute(self, decision: Decision, exclude: Collection[str] = ()) -> Decision:
+        """Fall back: count ``decision``'s arm as failed and move the call to another arm.
+
+        One atomic store step: the failure is applied to the old arm and its in-flight slot
+        released, a new arm is chosen (never the old one nor any in ``exclude``) and counted
+        in flight. The decision keeps its id, so its reward reaches the arm that answered.
+
+        Returns:
+            The decision, now on its new arm.
+
+        Raises:
+            UnknownDecisionError: If the decision is no longer pending.
+            UnknownArmError: If no arm is left to choose.
+        """
+        engine = self.engine
+        excluded = {*exclude, decision.arm}
+        unknown = excluded - set(engine.arms)
+        if unknown:
+            raise UnknownArmError(f"cannot exclude unknown arms {sorted(unknown)}")
+        if len(excluded) >= len(engine.arms):
+            raise UnknownArmError(
+                f"no arm left to fall back to: every arm is excluded {sorted(excluded)}"
+            )
+        picked: list[Selection] = []
+
+        def choose(state: BanditState) -> str:
+            sel = engine.select(state, excluded)
+            picked.append(sel)
+            return sel.arm
+
+        arm = await self.store.reroute(
+            self.name,
+            decision.decision_id,
+            engine.arms,
+            choose,
+            engine.failure_outcome(),
+            engine.rules,
+            self._clock(),
+        )
+        return Decision(decision.decision_id, arm, decision.context, picked[-1])
+
     async def reward(self, decision_id: str, reward: object) -> PendingDecision:
         """Settle a decision with a reward in [0, 1] (bool allowed).
 
@@ -176,7 +217,11 @@ class Bandit:
         if arm not in self.engine.arms:
             raise UnknownArmError(f"unknown arm {arm!r}; the arms are {list(self.engine.arms)}")
         await self.store.observe(
-            self.name, context, self.engine.arms, arm, self.engine.failure_outcome(),
+            self.name,
+            context,
+            self.engine.arms,
+            arm,
+            self.engine.failure_outcome(),
             self.engine.rules,
         )
 

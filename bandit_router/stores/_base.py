@@ -78,6 +78,31 @@ class StateStore(Protocol):
         """
         ...
 
+    async def reroute(
+        self,
+        namespace: str,
+        decision_id: str,
+        arms: tuple[str, ...],
+        choose: Chooser,
+        outcome: Outcome,
+        rules: Rules,
+        now: float,
+    ) -> str:
+        """Atomically move a pending decision to another arm (a fallback).
+
+        In one atomic step: apply ``outcome`` to the decision's current arm and release its
+        in-flight slot, call ``choose`` on the resulting state of the decision's context, add
+        one in-flight call to the chosen arm and make it the decision's arm. The decision keeps
+        its id, start and expiry, so feedback for it reaches the arm that answered.
+
+        Returns:
+            The newly chosen arm.
+
+        Raises:
+            UnknownDecisionError: If ``decision_id`` is not pending; nothing is changed.
+        """
+        ...
+
     async def observe(
         self,
         namespace: str,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from bandit_router._engine import PendingDecision, Rules
 from bandit_router._errors import DuplicateDecisionError, UnknownDecisionError
@@ -146,6 +146,41 @@ class InMemoryStore:
                 )
             self._release(sp, d, outcome, rules, "settled")
             return d
+
+    async def reroute(
+        self,
+        namespace: str,
+        decision_id: str,
+        arms: tuple[str, ...],
+        choose: Chooser,
+        outcome: Outcome,
+        rules: Rules,
+        now: float,
+    ) -> str:
+        """See :meth:`StateStore.reroute`."""
+        with self._lock:
+            sp = self._space(namespace)
+            self._expire(sp, rules, now)
+            d = sp.pending.get(decision_id)
+            if d is None:
+                raise UnknownDecisionError(
+                    unknown_message(decision_id, sp.settled.get(decision_id))
+                )
+            # Choose on a snapshot that already shows the old arm's release and outcome, and
+            # touch the live state only once the chooser has returned: a raise changes nothing.
+            view = project(sp.contexts[d.context], tuple(dict.fromkeys((*arms, d.arm))))
+            old = view.index(d.arm)
+            view.in_flight[old] -= 1
+            view.apply(old, outcome, rules.decay)
+            arm = choose(project(view, arms))
+            view.index(arm)
+            view.in_flight[view.index(arm)] += 1
+            st = self._state(sp, d.context, view.arms)
+            for i, name in enumerate(view.arms):
+                st.set_arm_record(st.index(name), view.arm_record(i))
+            st.clock = view.clock
+            sp.pending[decision_id] = replace(d, arm=arm)
+            return arm
 
     async def observe(
         self,

@@ -414,6 +414,49 @@ class SQLiteStore:
             raise UnknownDecisionError(result)
         return result
 
+    async def reroute(
+        self,
+        namespace: str,
+        decision_id: str,
+        arms: tuple[str, ...],
+        choose: Chooser,
+        outcome: Outcome,
+        rules: Rules,
+        now: float,
+    ) -> str:
+        """See :meth:`StateStore.reroute`."""
+
+        def tx(cur: sqlite3.Cursor) -> tuple[str, bool]:
+            self._expire(cur, namespace, rules, now, room=0)
+            row = cur.execute(
+                "SELECT context, arm FROM pending WHERE namespace=? AND decision_id=?",
+                (namespace, decision_id),
+            ).fetchone()
+            if row is None:
+                how = cur.execute(
+                    "SELECT how FROM finished WHERE namespace=? AND decision_id=? "
+                    "ORDER BY seq DESC LIMIT 1",
+                    (namespace, decision_id),
+                ).fetchone()
+                return unknown_message(decision_id, how and how[0]), False
+            ctx, old = row
+            self._apply(cur, namespace, ctx, old, outcome, rules, release=True)
+            st = self._load(cur, namespace, ctx, arms)
+            arm = choose(st.copy())  # a raise rolls the whole transaction back
+            i = st.index(arm)
+            st.in_flight[i] += 1
+            self._write(cur, namespace, ctx, st, i)
+            cur.execute(
+                "UPDATE pending SET arm=? WHERE namespace=? AND decision_id=?",
+                (arm, namespace, decision_id),
+            )
+            return arm, True
+
+        result, ok = await self._run(tx)
+        if not ok:
+            raise UnknownDecisionError(result)
+        return result
+
     async def observe(
         self,
         namespace: str,

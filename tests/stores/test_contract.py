@@ -557,3 +557,66 @@ async def test_two_handles_share_state(shared_spec: StoreSpec) -> None:
     finally:
         await one.aclose()
         await two.aclose()
+
+
+# --- reroute (fallback to another arm) ------------------------------------------------------
+
+
+@pytest.mark.parametrize("decay", [None, 0.9])
+async def test_reroute_moves_the_call_and_counts_the_failure(
+    store: StateStore, decay: float | None
+) -> None:
+    rules = make_rules(decay=decay)
+    await store.begin(NS, CTX, ARMS, pick("a"), "d", rules, 0.0)
+    await store.observe(NS, CTX, ARMS, "b", Outcome(1.0, 1.0), rules)
+    expected = await store.load(NS, CTX, ARMS, rules)
+    seen: list[BanditState] = []
+
+    def choose(state: BanditState) -> str:
+        seen.append(state)
+        return "c"
+
+    assert await store.reroute(NS, "d", ARMS, choose, FAILURE, rules, 1.0) == "c"
+    # The chooser saw the old arm already released and its failure applied.
+    expected.in_flight[0] -= 1
+    expected.apply(0, FAILURE, decay)
+    assert [seen[0].arm_record(i) for i in range(3)] == [
+        expected.arm_record(i) for i in range(3)
+    ]
+    assert seen[0].clock == expected.clock
+    after = await store.load(NS, CTX, ARMS, rules)
+    assert rec(after, "a")["failures"] == 1
+    assert rec(after, "a")["in_flight"] == 0
+    assert rec(after, "c")["in_flight"] == 1
+    pending = await store.pending(NS, "d")
+    assert pending is not None
+    assert (pending.arm, pending.context, pending.started_at) == ("c", CTX, 0.0)
+    # The reward now reaches the arm that answered.
+    settled = await store.settle(NS, "d", Outcome(1.0, 1.0), rules, 2.0)
+    assert settled.arm == "c"
+    final = await store.load(NS, CTX, ARMS, rules)
+    assert rec(final, "c")["pulls"] == 1
+    assert rec(final, "a")["pulls"] == 0
+    assert sum(final.in_flight) == 0
+
+
+async def test_reroute_of_an_unknown_or_settled_id_changes_nothing(store: StateStore) -> None:
+    await _prepare(store)
+    before = await snapshot(store, IDS)
+    with pytest.raises(UnknownDecisionError, match="never issued"):
+        await store.reroute(NS, "never", ARMS, pick("c"), FAILURE, RULES, 3.0)
+    with pytest.raises(UnknownDecisionError, match="already settled"):
+        await store.reroute(NS, "d-settled", ARMS, pick("c"), FAILURE, RULES, 3.0)
+    assert await snapshot(store, IDS) == before
+
+
+async def test_reroute_with_a_failing_chooser_changes_nothing(store: StateStore) -> None:
+    await _prepare(store)
+    before = await snapshot(store, IDS)
+
+    def refuse(state: BanditState) -> str:
+        raise UnknownArmError("no arm left")
+
+    with pytest.raises(UnknownArmError, match="no arm left"):
+        await store.reroute(NS, "d-pending", ARMS, refuse, FAILURE, RULES, 3.0)
+    assert await snapshot(store, IDS) == before
