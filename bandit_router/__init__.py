@@ -10,6 +10,7 @@ from __future__ import annotations
 from bandit_router._bandit import Bandit, Decision
 from bandit_router._engine import PendingDecision, Selection
 from bandit_router._errors import (
+    AllArmsFailedError,
     BanditRouterError,
     ConfigurationError,
     CorruptStateError,
@@ -20,13 +21,16 @@ from bandit_router._errors import (
     UnknownArmError,
     UnknownDecisionError,
 )
+from bandit_router._runnable import BanditRouterRunnable
 from bandit_router._stats import ArmStatistics, Prior
 from bandit_router._version import __version__
 
 __all__ = [
+    "AllArmsFailedError",
     "ArmStatistics",
     "Bandit",
     "BanditRouterError",
+    "BanditRouterRunnable",
     "ConfigurationError",
     "CorruptStateError",
     "Decision",

@@ -10,12 +10,20 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
-from typing import Final
+from dataclasses import dataclass, fields
+from operator import truediv
+from typing import Any, Final
 
 from bandit_router._errors import ConfigurationError, UnknownArmError
-from bandit_router._stats import BanditState, Outcome, Prior, check_decay, check_reward
-from bandit_router.policies import KLUCB, Policy, RewardTransform
+from bandit_router._stats import (
+    BanditState,
+    Outcome,
+    Prior,
+    _finite,
+    check_decay,
+    check_reward,
+)
+from bandit_router.policies import KLUCB, UCB1, Policy, RewardTransform, ThompsonSampling, UCBTuned
 
 __all__ = ["DEFAULT_MAX_PENDING", "DEFAULT_PENDING_TTL", "Engine", "PendingDecision", "Rules"]
 
@@ -23,6 +31,11 @@ __all__ = ["DEFAULT_MAX_PENDING", "DEFAULT_PENDING_TTL", "Engine", "PendingDecis
 DEFAULT_PENDING_TTL: Final = 3600.0
 #: At most this many decisions wait for feedback at once; the oldest is expired beyond it.
 DEFAULT_MAX_PENDING: Final = 100_000
+
+#: Built-in policies, known not to modify the lists they are given (so they need no copy).
+_READ_ONLY_POLICIES: Final = frozenset({UCB1, UCBTuned, KLUCB, ThompsonSampling})
+_ONE: Final = Outcome(reward=1.0, learn=1.0)
+_ZERO: Final = Outcome(reward=0.0, learn=0.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,8 +82,11 @@ class Selection:
     Attributes:
         arm: The chosen arm.
         arms: Every arm name, aligned with the lists below.
-        indices: The policy's index per arm (``inf`` for untried arms, ``nan`` for excluded).
-        means: The mean the policy saw per arm (``None`` without data or prior).
+        indices: The policy's index per arm: ``inf`` for untried arms, ``nan`` for excluded
+            arms and, while untried arms remain, for every tried arm (no index is computed
+            until every arm has been tried).
+        means: Each arm's estimated mean (``None`` without data or prior); calls in flight
+            do not change it.
         pulls: Raw completed pulls per arm.
         in_flight: Calls in flight per arm when the choice was made.
         explore: Whether the chosen arm is not the one with the best mean.
@@ -85,6 +101,40 @@ class Selection:
     in_flight: tuple[int, ...]
     explore: bool
     policy: str
+
+
+# Selection is a frozen dataclass: its generated __init__ sets every field through
+# object.__setattr__, which costs as much as the rest of a fast selection. The hot path fills
+# the slots through their descriptors instead: the same object with the same fields.
+_SELECTION_SETTERS: Final[tuple[Any, ...]] = tuple(
+    Selection.__dict__[f.name].__set__ for f in fields(Selection)
+)
+
+
+def _selection(
+    arm: str,
+    arms: tuple[str, ...],
+    indices: tuple[float, ...],
+    means: tuple[float | None, ...],
+    pulls: tuple[int, ...],
+    in_flight: tuple[int, ...],
+    explore: bool,
+    policy: str,
+) -> Selection:
+    """Return ``Selection(arm, arms, ...)``, built faster than its ``__init__`` does."""
+    sel: Selection = object.__new__(Selection)
+    s_arm, s_arms, s_indices, s_means, s_pulls, s_in_flight, s_explore, s_policy = (
+        _SELECTION_SETTERS
+    )
+    s_arm(sel, arm)
+    s_arms(sel, arms)
+    s_indices(sel, indices)
+    s_means(sel, means)
+    s_pulls(sel, pulls)
+    s_in_flight(sel, in_flight)
+    s_explore(sel, explore)
+    s_policy(sel, policy)
+    return sel
 
 
 def _check_optional_reward(value: object, what: str) -> float | None:
@@ -153,23 +203,22 @@ class Engine:
         if dupes:
             raise ConfigurationError(f"duplicate arm names: {dupes}")
         policy = KLUCB() if policy is None else policy
-        if not isinstance(policy, Policy):
+        if isinstance(policy, type) or not isinstance(policy, Policy):
             raise ConfigurationError(
                 f"policy must implement the Policy protocol (name, indices), got {policy!r}"
             )
         prior_map = dict(priors or {})
         for arm, p in prior_map.items():
             if arm not in names:
-                raise ConfigurationError(f"prior for unknown arm {arm!r}; the arms are {list(names)}")
+                raise ConfigurationError(
+                    f"prior for unknown arm {arm!r}; the arms are {list(names)}"
+                )
             if not isinstance(p, Prior):
                 raise ConfigurationError(f"prior for arm {arm!r} must be a Prior, got {p!r}")
-        if (
-            isinstance(pending_ttl, bool)
-            or not isinstance(pending_ttl, int | float)
-            or not math.isfinite(pending_ttl)
-            or pending_ttl <= 0
-        ):
-            raise ConfigurationError(f"pending_ttl must be a number of seconds > 0, got {pending_ttl!r}")
+        if not _finite(pending_ttl) or pending_ttl <= 0:
+            raise ConfigurationError(
+                f"pending_ttl must be a number of seconds > 0, got {pending_ttl!r}"
+            )
         if isinstance(max_pending, bool) or not isinstance(max_pending, int) or max_pending < 1:
             raise ConfigurationError(f"max_pending must be an integer >= 1, got {max_pending!r}")
         self.arms: tuple[str, ...] = names
@@ -197,8 +246,17 @@ class Engine:
         Raises:
             InvalidRewardError: If the reward is not a finite number in [0, 1] (or a bool).
         """
-        r = check_reward(reward)
-        return Outcome(reward=r, learn=self._learn(r, self.rng) if self._learn else r)
+        # The test is check_reward's fast path: a float in [0, 1] (so neither NaN nor inf).
+        r = reward if type(reward) is float and 0.0 <= reward <= 1.0 else check_reward(reward)
+        learn = self._learn
+        v = r if learn is None else learn(r, self.rng)
+        # Outcomes are immutable: share the two most common ones (binary rewards).
+        if type(v) is float and v == r:
+            if r == 1.0:
+                return _ONE
+            if r == 0.0 and math.copysign(1.0, r) == 1.0 and math.copysign(1.0, v) == 1.0:
+                return _ZERO
+        return Outcome(reward=r, learn=v)
 
     def failure_outcome(self) -> Outcome:
         """Return the outcome of a failed attempt (``failure_reward`` learned, if any)."""
@@ -231,9 +289,51 @@ class Engine:
         Raises:
             UnknownArmError: If ``exclude`` names an unknown arm or excludes every arm.
         """
+        flights = state.in_flight
+        if exclude or any(flights):
+            return self._select_general(state, exclude)
+        # Fast path (the common case): nothing in flight, nothing excluded. Same maths and
+        # the same random draws as the general path.
+        decay = self.decay
+        policy = self.policy
+        if self.priors is not None or (decay is not None and decay != 1.0):
+            n, s, q = state.discounted(decay, self.priors)
+        elif type(policy) in _READ_ONLY_POLICIES:  # they never modify their arguments
+            n, s, q = state.n, state.total, state.total_sq
+        else:
+            n, s, q = state.n.copy(), state.total.copy(), state.total_sq.copy()
+        if min(n) <= 0.0:  # an arm to try first
+            return self._select_general(state, exclude)
+        rng = self.rng
+        idx = policy.indices(n, s, q, math.fsum(n), rng)
+        if type(idx) is not list:
+            idx = list(idx)
+        k = len(n)
+        if len(idx) != k:
+            raise ValueError(f"policy {policy.name!r} returned {len(idx)} indices for {k} arms")
+        best = max(idx)
+        # max() equals the general loop's best unless idx[0] is NaN (then best != best).
+        single = best == best and idx.count(best) == 1
+        chosen = idx.index(best) if single else _argmax(idx, rng)
+        means = list(map(truediv, s, n))
+        return _selection(
+            self.arms[chosen],
+            self.arms,
+            tuple(idx),
+            tuple(means),
+            tuple(state.pulls),
+            tuple(flights),
+            means[chosen] < max(means),
+            policy.name,
+        )
+
+    def _select_general(self, state: BanditState, exclude: Collection[str]) -> Selection:
+        """Select in the general case (decay, priors, calls in flight, exclusions)."""
         arms = self.arms
         k = len(arms)
         n, s, q = state.discounted(self.decay, self.priors)
+        # The means reported are the estimates, before any call in flight is hallucinated.
+        means: list[float | None] = [s[i] / n[i] if n[i] > 0 else None for i in range(k)]
         flights = state.in_flight
         for i in range(k):
             f = flights[i]
@@ -247,22 +347,40 @@ class Engine:
         allowed = [True] * k
         for a in exclude:
             if a not in arms:
-                raise UnknownArmError(f"cannot exclude unknown arm {a!r}; the arms are {list(arms)}")
+                raise UnknownArmError(
+                    f"cannot exclude unknown arm {a!r}; the arms are {list(arms)}"
+                )
             allowed[arms.index(a)] = False
         if not any(allowed):
             raise UnknownArmError(f"every arm is excluded: {sorted(exclude)}")
-        means: list[float | None] = [s[i] / n[i] if n[i] > 0 else None for i in range(k)]
         untried = [i for i in range(k) if allowed[i] and n[i] <= 0.0]
         rng = self.rng
         if untried:
             chosen = untried[0] if len(untried) == 1 else rng.choice(untried)
             idx = [math.inf if n[i] <= 0.0 else math.nan for i in range(k)]
         else:
-            t = math.fsum(n)
-            idx = list(self.policy.indices(n, s, q, t, rng))
+            if all(allowed):
+                t = math.fsum(n)
+                idx = list(self.policy.indices(n, s, q, t, rng))
+                expected = k
+            else:
+                # The policy sees only the arms it may choose (an excluded arm may have no
+                # data at all); the others get NaN below.
+                keep = [i for i in range(k) if allowed[i]]
+                sub_n = [n[i] for i in keep]
+                sub = self.policy.indices(
+                    sub_n, [s[i] for i in keep], [q[i] for i in keep], math.fsum(sub_n), rng
+                )
+                expected = len(keep)
+                idx = [math.nan] * k
+                if len(sub) == expected:
+                    for j, i in enumerate(keep):
+                        idx[i] = sub[j]
+                else:
+                    idx = list(sub)
             if len(idx) != k:
                 raise ValueError(
-                    f"policy {self.policy.name!r} returned {len(idx)} indices for {k} arms"
+                    f"policy {self.policy.name!r} returned {len(idx)} indices for {expected} arms"
                 )
             best = -math.inf
             winners: list[int] = []
@@ -294,3 +412,18 @@ class Engine:
             explore=explore,
             policy=self.policy.name,
         )
+
+
+def _argmax(idx: list[float], rng: random.Random) -> int:
+    """Return the position of the largest index, ties broken with ``rng`` (NaN never wins)."""
+    best = -math.inf
+    winners: list[int] = []
+    for i, v in enumerate(idx):
+        if v > best:
+            best = v
+            winners = [i]
+        elif v == best:
+            winners.append(i)
+    if not winners:  # every index is NaN: the policy is broken, fall back to random
+        winners = list(range(len(idx)))
+    return winners[0] if len(winners) == 1 else rng.choice(winners)

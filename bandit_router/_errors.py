@@ -8,6 +8,7 @@ callers can catch the broad built-in class or the precise one. Store failures ar
 from __future__ import annotations
 
 __all__ = [
+    "AllArmsFailedError",
     "BanditRouterError",
     "ConfigurationError",
     "CorruptStateError",
@@ -58,3 +59,13 @@ class StoreError(BanditRouterError):
 
 class CorruptStateError(StoreError):
     """A state file is corrupt, foreign or of an unsupported schema version; it was not modified."""
+
+
+class AllArmsFailedError(BanditRouterError):
+    """Every arm tried for one call failed; ``errors`` maps each arm to its last exception."""
+
+    def __init__(self, errors: dict[str, BaseException]) -> None:
+        """Create the error from ``{arm: last exception}``."""
+        self.errors = dict(errors)
+        detail = "; ".join(f"{arm}: {type(e).__name__}: {e}" for arm, e in self.errors.items())
+        super().__init__(f"every arm failed ({len(self.errors)} tried): {detail}")

@@ -16,19 +16,40 @@ stationary maths.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
-from typing import Any, Final
+from operator import mul
+from typing import Any
 
 from bandit_router._errors import ConfigurationError, InvalidRewardError, UnknownArmError
 
 __all__ = ["ArmStatistics", "BanditState", "Outcome", "Prior", "check_decay", "check_reward"]
 
-#: Version of the serialised form of :class:`BanditState` (see :meth:`BanditState.to_json`).
-STATE_FORMAT: Final = 1
-
 
 def _finite(x: object) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+    if isinstance(x, bool) or not isinstance(x, int | float):
+        return False
+    try:
+        return math.isfinite(x)
+    except OverflowError:  # an int too large for a float
+        return False
+
+
+def _as_real(value: object) -> float | None:
+    """Return ``value`` as a float if it is a real number (numpy scalars too), else None."""
+    if isinstance(value, bool):
+        return 1.0 if value else 0.0
+    dtype = getattr(value, "dtype", None)
+    if dtype is not None and getattr(dtype, "kind", "") == "b":  # numpy.bool_
+        return 1.0 if value else 0.0
+    # numbers.Real covers int, float, fractions.Fraction and numpy's integer and float
+    # scalars; decimal.Decimal is deliberately not a Real and is refused.
+    if not isinstance(value, numbers.Real):
+        return None
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf  # type: ignore[operator]
 
 
 def check_reward(value: object, *, what: str = "reward") -> float:
@@ -45,13 +66,11 @@ def check_reward(value: object, *, what: str = "reward") -> float:
         InvalidRewardError: If ``value`` is not a real number, is NaN or infinite, or lies
             outside [0, 1]. The message names the value.
     """
-    if isinstance(value, bool):
-        return 1.0 if value else 0.0
-    if not isinstance(value, int | float):
+    v = _as_real(value)
+    if v is None:
         raise InvalidRewardError(
             f"{what} must be a number in [0, 1], got {value!r} of type {type(value).__name__}"
         )
-    v = float(value)
     if math.isnan(v) or math.isinf(v):
         raise InvalidRewardError(f"{what} must be a finite number in [0, 1], got {value!r}")
     if not 0.0 <= v <= 1.0:
@@ -234,9 +253,10 @@ class BanditState:
         """
         if outcome.failure:
             self.failures[i] += 1
-        if outcome.reward is not None:
+        r = outcome.reward
+        if r is not None:
             self.pulls[i] += 1
-            self.reward_sum[i] += outcome.reward
+            self.reward_sum[i] += r
         v = outcome.learn
         if v is None:
             return
@@ -248,9 +268,10 @@ class BanditState:
         else:
             # Discount everything, then add the new observation (Garivier & Moulines).
             f = decay ** (clock - self.stamp[i])
-            self.n[i] = self.n[i] * f + 1.0
-            self.total[i] = self.total[i] * f + v
-            self.total_sq[i] = self.total_sq[i] * f + v * v
+            n, total, total_sq = self.n, self.total, self.total_sq
+            n[i] = n[i] * f + 1.0
+            total[i] = total[i] * f + v
+            total_sq[i] = total_sq[i] * f + v * v
         self.stamp[i] = clock
         self.clock = clock
 
@@ -275,9 +296,9 @@ class BanditState:
         else:
             c = self.clock
             fs = [decay ** (c - st) for st in self.stamp]
-            n = [x * f for x, f in zip(self.n, fs, strict=True)]
-            s = [x * f for x, f in zip(self.total, fs, strict=True)]
-            q = [x * f for x, f in zip(self.total_sq, fs, strict=True)]
+            n = list(map(mul, self.n, fs))
+            s = list(map(mul, self.total, fs))
+            q = list(map(mul, self.total_sq, fs))
             prior_factor = decay**c
         if priors is not None:
             for i, p in enumerate(priors):

@@ -9,7 +9,7 @@ from typing import cast
 
 import anyio
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bandit_router import Bandit, Prior, Selection
@@ -43,18 +43,6 @@ def untried(state: BanditState, priors: tuple[Prior | None, ...] | None = None) 
     return {a for i, a in enumerate(ARMS) if n[i] == 0 and state.in_flight[i] == 0}
 
 
-def hits_excluded_untried_bug(
-    state: BanditState, exclude: set[str], priors: tuple[Prior | None, ...] | None = None
-) -> bool:
-    """An untried arm is excluded and every allowed arm has data (see the xfail test below).
-
-    Remove this filter (and its uses) once ``test_excluded_untried_arm_with_all_others_tried``
-    passes.
-    """
-    fresh = untried(state, priors)
-    return bool(fresh & exclude) and not (fresh - exclude)
-
-
 # --- untried arms first ---------------------------------------------------------------------
 
 
@@ -67,7 +55,6 @@ def hits_excluded_untried_bug(
 def test_untried_arms_are_chosen_first(
     policy: Policy, state: BanditState, exclude: set[str], seed: int
 ) -> None:
-    assume(not hits_excluded_untried_bug(state, exclude))
     sel = Engine(ARMS, policy=policy, seed=seed).select(state, exclude)
     fresh = untried(state) - exclude
     if fresh:
@@ -136,7 +123,6 @@ def test_selection_fields(
 ) -> None:
     engine = Engine(ARMS, policy=policy, priors={"c": prior} if prior else None, seed=seed)
     priors = engine.priors
-    assume(not hits_excluded_untried_bug(state, exclude, priors))
     sel = engine.select(state, exclude)
     assert isinstance(sel, Selection)
     assert sel.policy == policy.name
@@ -183,11 +169,6 @@ def test_explore_flag_simple_cases() -> None:
     assert fresh.means == (None, None)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ZeroDivisionError,
-    reason="bug: Engine._select_general passes an excluded arm with n == 0 to the policy",
-)
 @pytest.mark.parametrize(
     "policy", [UCB1(), UCBTuned(), KLUCB("log"), KLUCB("anytime")], ids=lambda p: p.name
 )
@@ -226,7 +207,6 @@ def test_selection_matches_a_reference_computation(
     engine = Engine(
         ARMS, policy=policy, priors={"c": prior} if prior else None, decay=decay, seed=seed
     )
-    assume(not hits_excluded_untried_bug(state, exclude, engine.priors))
     n, s, q = state.discounted(decay, engine.priors)
     for i, f in enumerate(state.in_flight):
         if f and n[i] > 0:
@@ -238,13 +218,21 @@ def test_selection_matches_a_reference_computation(
     if any(n[i] <= 0 and allowed[i] for i in range(len(ARMS))):
         assert n[ARMS.index(sel.arm)] <= 0
         return
-    ref = policy.indices(n, s, q, math.fsum(n), Random(0))
+    # The policy sees only the arms it may choose (t sums those), the others get NaN.
+    keep = [i for i in range(len(ARMS)) if allowed[i]]
+    sub_n = [n[i] for i in keep]
+    sub = policy.indices(
+        sub_n, [s[i] for i in keep], [q[i] for i in keep], math.fsum(sub_n), Random(0)
+    )
+    ref = [math.nan] * len(ARMS)
+    for j, i in enumerate(keep):
+        ref[i] = sub[j]
     for i in range(len(ARMS)):
         if allowed[i]:
             assert sel.indices[i] == ref[i]
         else:
             assert math.isnan(sel.indices[i])
-    best = max(ref[i] for i in range(len(ARMS)) if allowed[i])
+    best = max(ref[i] for i in keep)
     assert ref[ARMS.index(sel.arm)] == best
 
 

@@ -22,9 +22,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 PINNED: dict[str, list[str]] = {
     "bandit_router": [
+        "AllArmsFailedError",
         "ArmStatistics",
         "Bandit",
         "BanditRouterError",
+        "BanditRouterRunnable",
         "ConfigurationError",
         "CorruptStateError",
         "Decision",

@@ -51,6 +51,96 @@ def kl_upper_bound(p: float, level: float, *, iterations: int = 32) -> float:
     return lo
 
 
+# The fast bound below decides most bisection steps by comparing the midpoint with a band
+# [a, b] around the root, found by Halley's method, instead of evaluating the divergence.
+# The band is accepted only if the divergence itself, computed exactly as the bisection
+# computes it, is at most ``level - _MARGIN`` at ``a`` and above ``level + _MARGIN`` at
+# ``b``. The rounding error of that computation is below 3e-14 (two logarithms of magnitude
+# at most 28, each within one ulp, weighted by at most 1), so with a margin of 1e-12 every
+# midpoint outside the band gets the same decision as the full computation would give it,
+# and the result is bit for bit that of ``kl_upper_bound``. When the band cannot be
+# certified (tiny levels, Halley not converging), the plain bisection runs instead.
+_HI = 1.0 - _EPS
+_MARGIN = 1e-12
+_ITERATIONS = 32
+
+
+def _kl_index(p: float, level: float) -> float:
+    """Return ``kl_upper_bound(p, level)`` (32 iterations), bit for bit, several times faster."""
+    if not (0.0 <= p <= 1.0 and level > 2.0 * _MARGIN):
+        return kl_upper_bound(p, level)
+    log = math.log
+    pc = p if p > _EPS else _EPS
+    if pc > _HI:
+        pc = _HI
+    omp = 1.0 - pc
+    # KL(p, q) = integral from p to q of (x - p) / (x (1 - x)) dx >= (q - p)^2 / (2 v) with v
+    # the largest x (1 - x) on [p, q]: p (1 - p) when p >= 1/2, at most 1/4 otherwise.
+    v = pc * omp if pc >= 0.5 else 0.25
+    g = _HI - pc
+    if g * g <= 2.0 * v * (level + _MARGIN) and (
+        pc * log(pc / _HI) + omp * log(omp / (1.0 - _HI)) <= level
+    ):
+        return 1.0
+    # Halley's method on the convex, increasing f(q) = KL(p, q) - level, from above the root.
+    q = pc + math.sqrt(2.0 * v * level)  # >= the root, by the bound above
+    if q < 0.5:  # then v can be q (1 - q), the largest x (1 - x) on [p, q]
+        q = pc + math.sqrt(2.0 * q * (1.0 - q) * level)
+    elif q > 0.95:  # KL >= -(1 - p) ln(1 - q) - H(p) bounds the root better near 1
+        h = -(pc * log(pc) + omp * log(omp))
+        u = 1.0 - math.exp(-(level + h) / omp)
+        if u < q:
+            q = u
+    if q > _HI:
+        q = _HI
+    for _ in range(60):
+        r = 1.0 - q
+        f = pc * log(pc / q) + omp * log(omp / r) - level
+        d = omp / r - pc / q  # f'
+        d2 = pc / (q * q) + omp / (r * r)  # f''
+        den = 2.0 * d * d - f * d2
+        if d <= 0.0 or den <= 0.0:
+            return kl_upper_bound(p, level)
+        step = 2.0 * f * d / den  # Halley's step
+        q -= step
+        if not pc < q < 1.0:
+            return kl_upper_bound(p, level)
+        w = 4.0 * _MARGIN / d  # the band's half-width: KL moves by about 4 margins across it
+        if w < 1e-14:
+            w = max(w, 8.0 * math.ulp(q))
+        # The error left after this step is below Newton's, about f''/(2 f') * step^2:
+        # stop once that is well inside the band.
+        if d2 * step * step < 0.02 * w * d:
+            break
+    else:
+        return kl_upper_bound(p, level)
+    a, b = q - w, q + w
+    qa = a if a < _HI else _HI
+    qb = b if b < _HI else _HI
+    if not (
+        qa > pc
+        and pc * log(pc / qa) + omp * log(omp / (1.0 - qa)) <= level - _MARGIN
+        and pc * log(pc / qb) + omp * log(omp / (1.0 - qb)) > level + _MARGIN
+    ):
+        return kl_upper_bound(p, level)
+    lo, hi = p, 1.0
+    for _ in range(_ITERATIONS):
+        mid = (lo + hi) * 0.5
+        if mid <= a:
+            lo = mid
+        elif mid >= b:
+            hi = mid
+        else:  # inside the band: the exact test of bernoulli_kl(p, mid) > level
+            x = mid if mid > _EPS else _EPS
+            if x > _HI:
+                x = _HI
+            if pc * log(pc / x) + omp * log(omp / (1.0 - x)) > level:
+                hi = mid
+            else:
+                lo = mid
+    return lo
+
+
 @dataclass(frozen=True, slots=True)
 class KLUCB:
     """KL-UCB: the largest mean still statistically plausible under the Bernoulli KL.
@@ -99,13 +189,14 @@ class KLUCB:
         rng: Random,
     ) -> list[float]:
         """Return the KL-UCB index of every arm."""
+        bound = _kl_index
         if self.rate == "log":
             lt = math.log(t) if t > 1.0 else 0.0
-            return [kl_upper_bound(s / m, lt / m) for m, s in zip(n, total, strict=True)]
+            return [bound(s / m, lt / m) for m, s in zip(n, total, strict=True)]
         k = len(n)
+        log = math.log
         out = []
         for m, s in zip(n, total, strict=True):
             ratio = t / (k * m)
-            rate = math.log(ratio) if ratio > 1.0 else 0.0
-            out.append(kl_upper_bound(s / m, rate / m))
+            out.append(bound(s / m, (log(ratio) if ratio > 1.0 else 0.0) / m))
         return out

@@ -37,7 +37,13 @@ class UCB1:
     c: float = 2.0
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.c, int | float) and math.isfinite(self.c) and self.c > 0):
+        c = self.c
+        ok = isinstance(c, int | float) and not isinstance(c, bool)
+        try:
+            ok = ok and math.isfinite(c) and c > 0
+        except OverflowError:  # an int too large for a float
+            ok = False
+        if not ok:
             raise ConfigurationError(f"UCB1 exploration coefficient c must be > 0, got {self.c!r}")
 
     @property
@@ -54,7 +60,7 @@ class UCB1:
         rng: Random,
     ) -> list[float]:
         """Return ``mean_i + sqrt(c ln t / n_i)`` for every arm."""
-        lt = self.c * _log_t(t)
+        lt = self.c * (math.log(t) if t > 1.0 else 0.0)  # _log_t, inlined
         sqrt = math.sqrt
         return [s / m + sqrt(lt / m) for m, s in zip(n, total, strict=True)]
 

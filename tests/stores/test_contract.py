@@ -580,9 +580,7 @@ async def test_reroute_moves_the_call_and_counts_the_failure(
     # The chooser saw the old arm already released and its failure applied.
     expected.in_flight[0] -= 1
     expected.apply(0, FAILURE, decay)
-    assert [seen[0].arm_record(i) for i in range(3)] == [
-        expected.arm_record(i) for i in range(3)
-    ]
+    assert [seen[0].arm_record(i) for i in range(3)] == [expected.arm_record(i) for i in range(3)]
     assert seen[0].clock == expected.clock
     after = await store.load(NS, CTX, ARMS, rules)
     assert rec(after, "a")["failures"] == 1

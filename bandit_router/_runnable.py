@@ -1,0 +1,528 @@
+"""BanditRouterRunnable: the learning router as a LangChain Runnable."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from typing import Any, ClassVar
+
+import anyio
+from langchain_core.callbacks import AsyncCallbackManagerForChainRun
+from langchain_core.messages import BaseMessage
+from langchain_core.runnables import Runnable, RunnableConfig, RunnableSerializable
+from langchain_core.runnables.base import coerce_to_runnable
+from langchain_core.runnables.config import (
+    ensure_config,
+    get_async_callback_manager_for_config,
+    patch_config,
+)
+from pydantic import ConfigDict, Field, PrivateAttr, field_validator
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+from bandit_router._bandit import Bandit, Decision
+from bandit_router._engine import DEFAULT_MAX_PENDING, DEFAULT_PENDING_TTL
+from bandit_router._errors import (
+    AllArmsFailedError,
+    BanditRouterError,
+    ConfigurationError,
+    UnknownArmError,
+)
+from bandit_router._stats import ArmStatistics, Prior
+from bandit_router._sync import iterate_sync, run_sync
+from bandit_router.policies import Policy
+from bandit_router.rewards import Evaluator, coerce_score
+
+__all__ = ["BanditRouterRunnable", "is_transient"]
+
+logger = logging.getLogger("bandit_router")
+
+#: HTTP statuses worth retrying: timeouts, conflicts, rate limits and server errors.
+_TRANSIENT_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 529})
+_TRANSIENT_NAMES = (
+    "ratelimit",
+    "timeout",
+    "connection",
+    "unavailable",
+    "overloaded",
+    "internalserver",
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Return whether ``exc`` looks transient (worth retrying on the same arm).
+
+    Timeouts, connection errors, and provider errors whose class name or HTTP status says
+    rate limit, overload or server error (OpenAI's ``RateLimitError``, Anthropic's
+    ``OverloadedError``, status 429/5xx ...) are transient. Everything else (bad requests,
+    authentication, validation errors) is not: the router falls back to another arm at once.
+    """
+    if isinstance(exc, TimeoutError | ConnectionError):
+        return True
+    name = type(exc).__name__.lower()
+    if any(part in name for part in _TRANSIENT_NAMES):
+        return True
+    status = getattr(exc, "status_code", None)
+    if status is None:
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+    return isinstance(status, int) and status in _TRANSIENT_STATUS
+
+
+def _usage(output: object) -> dict[str, Any] | None:
+    usage = getattr(output, "usage_metadata", None)
+    return dict(usage) if isinstance(usage, Mapping) else None
+
+
+class BanditRouterRunnable(RunnableSerializable[Any, Any]):
+    """Routes each call to one of several Runnables, chosen by a bandit that learns.
+
+    Every call: pick an arm (policy index over the store's statistics), call it as a child run
+    with retries and a timeout per attempt, fall back to the next-best arm when it fails, score
+    the answer with ``reward`` (or wait for :meth:`arecord_feedback`), learn.
+
+    Args:
+        arms: ``{name: runnable}``: chat models, chains, anything; the names are the arm ids.
+        policy: The selection rule; default ``KLUCB()``.
+        priors: Optional ``{arm: Prior}`` pseudo-observations.
+        decay: Discount per observation of any arm, in (0, 1]; ``None`` is stationary.
+        reward: Sync or async evaluator returning a score in [0, 1] (see
+            :mod:`bandit_router.rewards`); ``None`` waits for delayed feedback.
+        store: Where the learning lives; default a new ``InMemoryStore``.
+        name: The router's name: its run name and its namespace in the store.
+        context_key: ``callable(input) -> str``: separate statistics per context.
+        max_attempts: Attempts per arm (tenacity), >= 1.
+        timeout: Seconds per attempt (``None``: no limit).
+        retry_if: Which exceptions are retried on the same arm (default :func:`is_transient`).
+        retry_initial_wait: First back-off in seconds (exponential with jitter).
+        retry_max_wait: Longest back-off in seconds.
+        fallback: Fall back to the next-best arm when an arm's attempts are exhausted.
+        failure_reward: What a failed attempt teaches about its arm (``None``: nothing).
+        expired_reward: What a decision whose reward never arrives counts as.
+        pending_ttl: Seconds a decision waits for its reward.
+        max_pending: Most decisions waiting at once.
+        seed: Seed of the router's random generator.
+
+    Raises:
+        ConfigurationError: On any invalid argument; the message names it.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    arms: Mapping[str, Runnable[Any, Any]]
+    policy: Any = None
+    priors: dict[str, Prior] | None = None
+    decay: float | None = None
+    reward: Callable[..., Any] | None = None
+    store: Any = None
+    name: str | None = "bandit_router"
+    context_key: Callable[[Any], str] | None = None
+    max_attempts: int = 3
+    timeout: float | None = 30.0
+    retry_if: Callable[[BaseException], bool] = Field(default=is_transient)
+    retry_initial_wait: float = 0.5
+    retry_max_wait: float = 8.0
+    fallback: bool = True
+    failure_reward: float | None = 0.0
+    expired_reward: float | None = None
+    pending_ttl: float = DEFAULT_PENDING_TTL
+    max_pending: int = DEFAULT_MAX_PENDING
+    seed: int | None = None
+
+    _bandit: Bandit = PrivateAttr()
+    _evaluator: Evaluator | None = PrivateAttr(default=None)
+    _evaluator_errors: dict[str, int] = PrivateAttr(default_factory=dict)
+
+    ARM_CONFIG_KEY: ClassVar[str] = "bandit_arm"
+
+    @field_validator("arms", mode="before")
+    @classmethod
+    def _coerce_arms(cls, value: object) -> dict[str, Runnable[Any, Any]]:
+        if not isinstance(value, Mapping):
+            raise ConfigurationError(f"arms must be a mapping of name -> Runnable, got {value!r}")
+        out: dict[str, Runnable[Any, Any]] = {}
+        for k, v in value.items():
+            try:
+                out[k] = coerce_to_runnable(v)
+            except TypeError as exc:
+                raise ConfigurationError(f"arm {k!r} is not a Runnable or callable: {v!r}") from exc
+        return out
+
+    def model_post_init(self, context: Any, /) -> None:
+        """Validate the configuration and build the bandit."""
+        policy: Policy | None = self.policy
+        for label, value in (("max_attempts", self.max_attempts),):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigurationError(f"{label} must be an integer >= 1, got {value!r}")
+        if self.timeout is not None and not (
+            isinstance(self.timeout, int | float) and 0 < self.timeout < float("inf")
+        ):
+            raise ConfigurationError(
+                f"timeout must be None or a number of seconds > 0, got {self.timeout!r}"
+            )
+        for label, w in (
+            ("retry_initial_wait", self.retry_initial_wait),
+            ("retry_max_wait", self.retry_max_wait),
+        ):
+            if not (isinstance(w, int | float) and 0 <= w < float("inf")):
+                raise ConfigurationError(f"{label} must be a number of seconds >= 0, got {w!r}")
+        if not callable(self.retry_if):
+            raise ConfigurationError(f"retry_if must be a callable, got {self.retry_if!r}")
+        if self.context_key is not None and not callable(self.context_key):
+            raise ConfigurationError(f"context_key must be a callable, got {self.context_key!r}")
+        self._bandit = Bandit(
+            list(self.arms),
+            name=self.name or "bandit_router",
+            policy=policy,
+            priors=self.priors,
+            decay=self.decay,
+            store=self.store,
+            failure_reward=self.failure_reward,
+            expired_reward=self.expired_reward,
+            pending_ttl=self.pending_ttl,
+            max_pending=self.max_pending,
+            seed=self.seed,
+        )
+        self._evaluator = None if self.reward is None else Evaluator(self.reward)
+        self._evaluator_errors = {}
+
+    @classmethod
+    def is_lc_serializable(cls) -> bool:
+        """False: a router holds live learning state."""
+        return False
+
+    # --- schemas ----------------------------------------------------------------------------
+
+    @property
+    def _first_arm(self) -> Runnable[Any, Any]:
+        return next(iter(self.arms.values()))
+
+    @property
+    def InputType(self) -> Any:  # noqa: N802 (LangChain's name)
+        """The first arm's input type."""
+        return self._first_arm.InputType
+
+    @property
+    def OutputType(self) -> Any:  # noqa: N802 (LangChain's name)
+        """The first arm's output type."""
+        return self._first_arm.OutputType
+
+    def get_input_schema(self, config: RunnableConfig | None = None) -> Any:
+        """The first arm's input schema (arms are expected to share one)."""
+        return self._first_arm.get_input_schema(config)
+
+    def get_output_schema(self, config: RunnableConfig | None = None) -> Any:
+        """The first arm's output schema."""
+        return self._first_arm.get_output_schema(config)
+
+    # --- the one implementation -------------------------------------------------------------
+
+    def _context(self, input: Any) -> str:
+        if self.context_key is None:
+            return ""
+        ctx = self.context_key(input)
+        if not isinstance(ctx, str):
+            raise ConfigurationError(f"context_key must return a str, got {ctx!r}")
+        return ctx
+
+    def _child_config(
+        self, config: RunnableConfig, run_manager: AsyncCallbackManagerForChainRun, arm: str, n: int
+    ) -> RunnableConfig:
+        child = run_manager.get_child()
+        child.add_tags([f"bandit_router:arm:{arm}", f"retry:attempt:{n}"], inherit=False)
+        return patch_config(config, callbacks=child)
+
+    async def _attempts(
+        self,
+        arm: str,
+        input: Any,
+        config: RunnableConfig,
+        run_manager: AsyncCallbackManagerForChainRun,
+        stream: bool,
+        kwargs: dict[str, Any],
+        decision: Decision,
+    ) -> AsyncIterator[Any]:
+        """Call one arm with retries; yields its output (or chunks). Raises its last error."""
+        runnable = self.arms[arm]
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.max_attempts),
+            retry=retry_if_exception(self.retry_if),
+            # Full jitter (AWS's advice for rate limits): uniform in [0, min(max, m * 2**n)].
+            wait=wait_random_exponential(
+                multiplier=self.retry_initial_wait, max=self.retry_max_wait
+            ),
+            reraise=True,
+        )
+        n = 0
+        out: Any = _EMPTY
+        it: AsyncIterator[Any] | None = None
+        # Nothing is yielded inside ``with attempt``: tenacity's attempt swallows every
+        # exception raised in its block, including a consumer's GeneratorExit.
+        async for attempt in retrying:
+            n += 1
+            with attempt:
+                if n > 1:  # the previous attempt failed and is being retried: count it
+                    await self._bandit.record_failure(arm, context=decision.context)
+                child = self._child_config(config, run_manager, arm, n)
+                if not stream:
+                    with anyio.fail_after(self.timeout):
+                        out = await runnable.ainvoke(input, child, **kwargs)
+                else:
+                    it = runnable.astream(input, child, **kwargs).__aiter__()
+                    try:
+                        with anyio.fail_after(self.timeout):
+                            out = await it.__anext__()
+                    except StopAsyncIteration:
+                        out = _EMPTY
+                    except BaseException:
+                        await _aclose(it)
+                        raise
+        if out is not _EMPTY:
+            yield out
+        if it is not None:
+            async for chunk in it:
+                yield chunk
+
+    async def _route(
+        self, input: Any, config: RunnableConfig | None, stream: bool, kwargs: dict[str, Any]
+    ) -> AsyncIterator[Any]:
+        config = ensure_config(config)
+        cm = get_async_callback_manager_for_config(config)
+        run_manager = await cm.on_chain_start(
+            None,
+            input,
+            name=config.get("run_name") or self.get_name(),
+            run_id=config.pop("run_id", None),
+        )
+        run_id = str(run_manager.run_id)
+        bandit = self._bandit
+        decision: Decision | None = None
+        settled = False
+        final: Any = None
+        try:
+            context = self._context(input)
+            pinned = (config.get("configurable") or {}).get(self.ARM_CONFIG_KEY)
+            exclude: tuple[str, ...] = ()
+            if pinned is not None:
+                if pinned not in self.arms:
+                    raise UnknownArmError(
+                        f"configurable {self.ARM_CONFIG_KEY}={pinned!r} is not an arm; "
+                        f"the arms are {list(self.arms)}"
+                    )
+                exclude = tuple(a for a in self.arms if a != pinned)
+            decision = await bandit.choose(context=context, decision_id=run_id, exclude=exclude)
+            errors: dict[str, BaseException] = {}
+            t0 = time.perf_counter()
+            first_chunk_s: float | None = None
+            while True:
+                arm = decision.arm
+                produced = False
+                try:
+                    async for item in self._attempts(
+                        arm, input, config, run_manager, stream, kwargs, decision
+                    ):
+                        if not produced:
+                            first_chunk_s = time.perf_counter() - t0
+                        produced = True
+                        final = item if final is None or not stream else _add(final, item)
+                        if stream:
+                            yield item
+                    break
+                except (anyio.get_cancelled_exc_class(), GeneratorExit):
+                    raise
+                except Exception as exc:
+                    errors[arm] = exc
+                    logger.warning(
+                        "bandit_router: arm %r failed: %s: %s", arm, type(exc).__name__, exc
+                    )
+                    can_fall_back = (
+                        not produced
+                        and self.fallback
+                        and pinned is None
+                        and len(errors) < len(self.arms)
+                    )
+                    if not can_fall_back:
+                        await bandit.fail(decision.decision_id)
+                        settled = True
+                        if produced or pinned is not None or not self.fallback:
+                            raise  # mid-stream, pinned or no fallback: the arm's own error
+                        raise AllArmsFailedError(errors) from exc
+                    decision = await bandit.reroute(decision, exclude=tuple(errors))
+            latency = time.perf_counter() - t0 if not stream else (first_chunk_s or 0.0)
+            output = self._stamp(final, decision) if not stream else final
+            if self._evaluator is not None:
+                await self._score(input, output, decision, run_id, config, latency)
+            settled = self._evaluator is not None
+            if not stream:
+                yield output
+        except BaseException as exc:
+            if decision is not None and not settled:
+                with anyio.CancelScope(shield=True):
+                    with contextlib.suppress(BanditRouterError):
+                        await bandit.release(decision.decision_id)
+            await _shielded_error(run_manager, exc)
+            raise
+        else:
+            await run_manager.on_chain_end(final if stream else output)
+
+    async def _score(
+        self,
+        input: Any,
+        output: Any,
+        decision: Decision,
+        run_id: str,
+        config: RunnableConfig,
+        latency: float,
+    ) -> float | None:
+        assert self._evaluator is not None
+        try:
+            score = await self._evaluator(
+                inputs=input,
+                outputs=output,
+                arm=decision.arm,
+                run_id=run_id,
+                metadata=dict(config.get("metadata") or {}),
+                latency_s=latency,
+                usage=_usage(output),
+            )
+        except Exception as exc:
+            self._evaluator_errors[decision.arm] = self._evaluator_errors.get(decision.arm, 0) + 1
+            logger.warning(
+                "bandit_router: evaluator failed for arm %r (no reward counted): %s: %s",
+                decision.arm,
+                type(exc).__name__,
+                exc,
+            )
+            await self._bandit.release(decision.decision_id)
+            return None
+        await self._bandit.reward(decision.decision_id, score)
+        return score
+
+    def _stamp(self, output: Any, decision: Decision) -> Any:
+        if isinstance(output, BaseMessage):
+            meta = {**output.response_metadata}
+            meta["bandit_router"] = {"arm": decision.arm, "decision_id": decision.decision_id}
+            return output.model_copy(update={"response_metadata": meta})
+        return output
+
+    # --- Runnable faces (thin adapters) -----------------------------------------------------
+
+    async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        """Route one call and return the chosen arm's output."""
+        out: Any = None
+        async for item in self._route(input, config, False, kwargs):
+            out = item
+        return out
+
+    def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        """Sync face of :meth:`ainvoke`."""
+        return run_sync(self.ainvoke(input, ensure_config(config), **kwargs))
+
+    async def astream(
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any | None
+    ) -> AsyncIterator[Any]:
+        """Route one call and yield the chosen arm's chunks unchanged."""
+        async for chunk in self._route(input, config, True, dict(kwargs)):
+            yield chunk
+
+    def stream(
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any | None
+    ) -> Iterator[Any]:
+        """Sync face of :meth:`astream`."""
+        yield from iterate_sync(self.astream(input, ensure_config(config), **kwargs))
+
+    # --- feedback and statistics ------------------------------------------------------------
+
+    async def arecord_feedback(self, run_id: uuid.UUID | str, score: object) -> None:
+        """Record a delayed reward for the call whose LangChain run id is ``run_id``.
+
+        Args:
+            run_id: The router call's run id (given in its config, or read from the output's
+                ``response_metadata["bandit_router"]["decision_id"]``).
+            score: A score in [0, 1]: float, bool, ``{"score": ...}`` or an object with
+                ``.score``.
+
+        Raises:
+            InvalidRewardError: If the score is invalid; nothing changes.
+            UnknownDecisionError: If the run id is unknown, already scored or expired.
+        """
+        await self._bandit.reward(str(run_id), coerce_score(score))
+
+    def record_feedback(self, run_id: uuid.UUID | str, score: object) -> None:
+        """Sync face of :meth:`arecord_feedback`."""
+        run_sync(self.arecord_feedback(run_id, score))
+
+    async def astatistics(self, context: str = "") -> dict[str, ArmStatistics]:
+        """Return a frozen report per arm, read from the store."""
+        return await self._bandit.statistics(context)
+
+    def statistics(self, context: str = "") -> dict[str, ArmStatistics]:
+        """Sync face of :meth:`astatistics`."""
+        return run_sync(self.astatistics(context))
+
+    @property
+    def evaluator_errors(self) -> dict[str, int]:
+        """How many times the evaluator failed per arm, in this process."""
+        return dict(self._evaluator_errors)
+
+    # --- derived routers that share the learning --------------------------------------------
+
+    def _derive(self, arms: dict[str, Runnable[Any, Any]]) -> BanditRouterRunnable:
+        clone = self.model_copy(update={"arms": arms})
+        clone._bandit = self._bandit  # the same learning state, not a copy
+        clone._evaluator = self._evaluator
+        clone._evaluator_errors = self._evaluator_errors
+        return clone
+
+    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> BanditRouterRunnable:
+        """Return a router over each arm's ``bind_tools(tools, **kwargs)``, sharing learning."""
+        return self._derive(
+            {n: _call(a, "bind_tools", n, tools, **kwargs) for n, a in self.arms.items()}
+        )
+
+    def with_structured_output(self, schema: Any, **kwargs: Any) -> BanditRouterRunnable:
+        """Return a router over each arm's ``with_structured_output``, sharing learning."""
+        return self._derive(
+            {
+                n: _call(a, "with_structured_output", n, schema, **kwargs)
+                for n, a in self.arms.items()
+            }
+        )
+
+
+def _call(
+    arm: Runnable[Any, Any], method: str, name: str, *args: Any, **kwargs: Any
+) -> Runnable[Any, Any]:
+    fn = getattr(arm, method, None)
+    if fn is None:
+        raise ConfigurationError(f"arm {name!r} ({type(arm).__name__}) has no {method}()")
+    result: Runnable[Any, Any] = fn(*args, **kwargs)
+    return result
+
+
+def _add(acc: Any, chunk: Any) -> Any:
+    try:
+        return acc + chunk
+    except TypeError:
+        return chunk
+
+
+_EMPTY: Any = object()
+
+
+async def _aclose(it: AsyncIterator[Any]) -> None:
+    aclose = getattr(it, "aclose", None)
+    if aclose is not None:
+        with anyio.CancelScope(shield=True):
+            await aclose()
+
+
+async def _shielded_error(run_manager: AsyncCallbackManagerForChainRun, exc: BaseException) -> None:
+    with anyio.CancelScope(shield=True):
+        await run_manager.on_chain_error(exc)
