@@ -6,7 +6,8 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping, Sequence
+from contextlib import aclosing
 from typing import Any, ClassVar
 
 import anyio
@@ -247,7 +248,7 @@ class BanditRouterRunnable(RunnableSerializable[Any, Any]):
         stream: bool,
         kwargs: dict[str, Any],
         decision: Decision,
-    ) -> AsyncIterator[Any]:
+    ) -> AsyncGenerator[Any, None]:
         """Call one arm with retries; yields its output (or chunks). Raises its last error."""
         runnable = self.arms[arm]
         retrying = AsyncRetrying(
@@ -291,7 +292,7 @@ class BanditRouterRunnable(RunnableSerializable[Any, Any]):
 
     async def _route(
         self, input: Any, config: RunnableConfig | None, stream: bool, kwargs: dict[str, Any]
-    ) -> AsyncIterator[Any]:
+    ) -> AsyncGenerator[Any, None]:
         config = ensure_config(config)
         cm = get_async_callback_manager_for_config(config)
         run_manager = await cm.on_chain_start(
@@ -324,15 +325,16 @@ class BanditRouterRunnable(RunnableSerializable[Any, Any]):
                 arm = decision.arm
                 produced = False
                 try:
-                    async for item in self._attempts(
-                        arm, input, config, run_manager, stream, kwargs, decision
-                    ):
-                        if not produced:
-                            first_chunk_s = time.perf_counter() - t0
-                        produced = True
-                        final = item if final is None or not stream else _add(final, item)
-                        if stream:
-                            yield item
+                    async with aclosing(
+                        self._attempts(arm, input, config, run_manager, stream, kwargs, decision)
+                    ) as attempts:
+                        async for item in attempts:
+                            if not produced:
+                                first_chunk_s = time.perf_counter() - t0
+                            produced = True
+                            final = item if final is None or not stream else _add(final, item)
+                            if stream:
+                                yield item
                     break
                 except (anyio.get_cancelled_exc_class(), GeneratorExit):
                     raise
@@ -416,8 +418,9 @@ class BanditRouterRunnable(RunnableSerializable[Any, Any]):
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         """Route one call and return the chosen arm's output."""
         out: Any = None
-        async for item in self._route(input, config, False, kwargs):
-            out = item
+        async with aclosing(self._route(input, config, False, kwargs)) as items:
+            async for item in items:
+                out = item
         return out
 
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
@@ -428,8 +431,11 @@ class BanditRouterRunnable(RunnableSerializable[Any, Any]):
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any | None
     ) -> AsyncIterator[Any]:
         """Route one call and yield the chosen arm's chunks unchanged."""
-        async for chunk in self._route(input, config, True, dict(kwargs)):
-            yield chunk
+        # aclosing: a consumer that stops early must close the route (releasing its slot) now,
+        # not whenever the garbage collector gets to it.
+        async with aclosing(self._route(input, config, True, dict(kwargs))) as chunks:
+            async for chunk in chunks:
+                yield chunk
 
     def stream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any | None
