@@ -8,11 +8,13 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
 from bandit_router._engine import (
+    DEFAULT,
     DEFAULT_MAX_PENDING,
     DEFAULT_PENDING_TTL,
     Engine,
     PendingDecision,
     Selection,
+    _Default,
 )
 from bandit_router._errors import ConfigurationError, DecisionError, UnknownArmError
 from bandit_router._stats import ArmStatistics, BanditState, Outcome, Prior
@@ -62,6 +64,11 @@ class Bandit:
         max_pending: Most decisions waiting at once for this name.
         seed: Seed for tie-breaking and sampling.
         clock: Wall-clock function (seconds) used for pending-decision expiry.
+        context_prior_weight: When set, every outcome in a named context is also counted in
+            the global context ``""``, and a context's selection uses the global statistics as
+            its prior, worth at most this many observations: a new context starts from what
+            all contexts learned instead of from zero. ``None`` (default): contexts are
+            independent.
 
     Raises:
         ConfigurationError: On any invalid argument; the message names it.
@@ -82,6 +89,7 @@ class Bandit:
         max_pending: int = DEFAULT_MAX_PENDING,
         seed: int | None = None,
         clock: Callable[[], float] = time.time,
+        context_prior_weight: float | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ConfigurationError(f"name must be a non-empty string, got {name!r}")
@@ -99,9 +107,13 @@ class Bandit:
             max_pending=max_pending,
             seed=seed,
         )
+        if context_prior_weight is not None:
+            # Validated like a prior weight: a finite number >= 0.
+            Prior(mean=0.5, weight=context_prior_weight)
         self.name = name
         self.store: StateStore = store
         self._clock = clock
+        self.context_prior_weight = context_prior_weight
 
     @property
     def arms(self) -> tuple[str, ...]:
@@ -132,9 +144,10 @@ class Bandit:
         did = str(uuid.uuid4()) if decision_id is None else _check_id(decision_id)
         engine = self.engine
         picked: list[Selection] = []
+        priors = await self._context_priors(context)
 
         def choose(state: BanditState) -> str:
-            sel = engine.select(state, exclude)
+            sel = engine.select(state, exclude, priors)
             picked.append(sel)
             return sel.arm
 
@@ -167,9 +180,10 @@ class Bandit:
                 f"no arm left to fall back to: every arm is excluded {sorted(excluded)}"
             )
         picked: list[Selection] = []
+        priors = await self._context_priors(decision.context)
 
         def choose(state: BanditState) -> str:
-            sel = engine.select(state, excluded)
+            sel = engine.select(state, excluded, priors)
             picked.append(sel)
             return sel.arm
 
@@ -182,7 +196,29 @@ class Bandit:
             engine.rules,
             self._clock(),
         )
+        await self._mirror(decision.context, decision.arm, engine.failure_outcome())
         return Decision(decision.decision_id, arm, decision.context, picked[-1])
+
+    async def _context_priors(self, context: str) -> tuple[Prior | None, ...] | _Default:
+        """The priors a named context selects with: the global statistics, capped in weight."""
+        w = self.context_prior_weight
+        if not context or not w:
+            return DEFAULT
+        engine = self.engine
+        glob = await self.store.load(self.name, "", engine.arms, engine.rules)
+        n, s, _ = glob.discounted(engine.decay, engine.priors)
+        return tuple(
+            Prior(mean=min(max(s[i] / n[i], 0.0), 1.0), weight=min(w, n[i])) if n[i] > 0 else None
+            for i in range(len(n))
+        )
+
+    async def _mirror(self, context: str, arm: str, outcome: Outcome) -> None:
+        """Count a named context's outcome in the global context too (context seeding)."""
+        if not context or not self.context_prior_weight:
+            return
+        if outcome.learn is not None or outcome.failure:
+            engine = self.engine
+            await self.store.observe(self.name, "", engine.arms, arm, outcome, engine.rules)
 
     async def reward(self, decision_id: str, reward: object) -> PendingDecision:
         """Settle a decision with a reward in [0, 1] (bool allowed).
@@ -192,19 +228,20 @@ class Bandit:
             UnknownDecisionError: If the decision is unknown, settled or expired.
         """
         outcome = self.engine.reward_outcome(reward)
-        return await self.store.settle(
+        done = await self.store.settle(
             self.name, _check_id(decision_id), outcome, self.engine.rules, self._clock()
         )
+        await self._mirror(done.context, done.arm, outcome)
+        return done
 
     async def fail(self, decision_id: str) -> PendingDecision:
         """Settle a decision whose call failed (counted as a failure of its arm)."""
-        return await self.store.settle(
-            self.name,
-            _check_id(decision_id),
-            self.engine.failure_outcome(),
-            self.engine.rules,
-            self._clock(),
+        outcome = self.engine.failure_outcome()
+        done = await self.store.settle(
+            self.name, _check_id(decision_id), outcome, self.engine.rules, self._clock()
         )
+        await self._mirror(done.context, done.arm, outcome)
+        return done
 
     async def release(self, decision_id: str) -> PendingDecision:
         """Settle a decision without counting anything (a cancelled call)."""
@@ -224,6 +261,7 @@ class Bandit:
             self.engine.failure_outcome(),
             self.engine.rules,
         )
+        await self._mirror(context, arm, self.engine.failure_outcome())
 
     async def state(self, context: str = "") -> BanditState:
         """Return a snapshot of the raw statistics of ``context``."""

@@ -38,6 +38,13 @@ _ONE: Final = Outcome(reward=1.0, learn=1.0)
 _ZERO: Final = Outcome(reward=0.0, learn=0.0)
 
 
+class _Default:
+    """The type of :data:`DEFAULT`: "use the engine's own setting"."""
+
+
+DEFAULT: Final = _Default()
+
+
 @dataclass(frozen=True, slots=True)
 class Rules:
     """What a store needs to know to apply updates and keep the pending registry.
@@ -268,7 +275,12 @@ class Engine:
         """Return the empty state of a bandit over this engine's arms."""
         return BanditState(self.arms)
 
-    def select(self, state: BanditState, exclude: Collection[str] = ()) -> Selection:
+    def select(
+        self,
+        state: BanditState,
+        exclude: Collection[str] = (),
+        priors: tuple[Prior | None, ...] | _Default | None = DEFAULT,
+    ) -> Selection:
         """Choose an arm from a state snapshot.
 
         Arms with no data, no prior and nothing in flight are tried first. Calls in flight
@@ -282,6 +294,9 @@ class Engine:
         Args:
             state: The bandit's statistics (not modified).
             exclude: Arms that must not be chosen (those that already failed this call).
+            priors: Priors aligned with the arms, used instead of the engine's own for this
+                selection (a context seeded from the global statistics); default: the
+                engine's.
 
         Returns:
             The choice and the figures it was made from.
@@ -289,21 +304,22 @@ class Engine:
         Raises:
             UnknownArmError: If ``exclude`` names an unknown arm or excludes every arm.
         """
+        use = self.priors if isinstance(priors, _Default) else priors
         flights = state.in_flight
         if exclude or any(flights):
-            return self._select_general(state, exclude)
+            return self._select_general(state, exclude, use)
         # Fast path (the common case): nothing in flight, nothing excluded. Same maths and
         # the same random draws as the general path.
         decay = self.decay
         policy = self.policy
-        if self.priors is not None or (decay is not None and decay != 1.0):
-            n, s, q = state.discounted(decay, self.priors)
+        if use is not None or (decay is not None and decay != 1.0):
+            n, s, q = state.discounted(decay, use)
         elif type(policy) in _READ_ONLY_POLICIES:  # they never modify their arguments
             n, s, q = state.n, state.total, state.total_sq
         else:
             n, s, q = state.n.copy(), state.total.copy(), state.total_sq.copy()
         if min(n) <= 0.0:  # an arm to try first
-            return self._select_general(state, exclude)
+            return self._select_general(state, exclude, use)
         rng = self.rng
         idx = policy.indices(n, s, q, math.fsum(n), rng)
         if type(idx) is not list:
@@ -327,11 +343,16 @@ class Engine:
             policy.name,
         )
 
-    def _select_general(self, state: BanditState, exclude: Collection[str]) -> Selection:
+    def _select_general(
+        self,
+        state: BanditState,
+        exclude: Collection[str],
+        priors: tuple[Prior | None, ...] | None,
+    ) -> Selection:
         """Select in the general case (decay, priors, calls in flight, exclusions)."""
         arms = self.arms
         k = len(arms)
-        n, s, q = state.discounted(self.decay, self.priors)
+        n, s, q = state.discounted(self.decay, priors)
         # The means reported are the estimates, before any call in flight is hallucinated.
         means: list[float | None] = [s[i] / n[i] if n[i] > 0 else None for i in range(k)]
         flights = state.in_flight

@@ -98,9 +98,12 @@ class BanditRouterRunnable(RunnableSerializable[Any, Any]):
         store: Where the learning lives; default a new ``InMemoryStore``.
         name: The router's name: its run name and its namespace in the store.
         context_key: ``callable(input) -> str``: separate statistics per context.
+        context_prior_weight: Seed each context from the global statistics as a prior worth
+            at most this many observations (``None``: contexts start from zero).
         max_attempts: Attempts per arm (tenacity), >= 1.
         timeout: Seconds per attempt (``None``: no limit).
-        retry_if: Which exceptions are retried on the same arm (default :func:`is_transient`).
+        retry_if: Which exceptions are retried on the same arm: a predicate or a tuple of
+            exception types (default :func:`is_transient`).
         retry_initial_wait: First back-off in seconds (exponential with jitter).
         retry_max_wait: Longest back-off in seconds.
         fallback: Fall back to the next-best arm when an arm's attempts are exhausted.
@@ -124,9 +127,12 @@ class BanditRouterRunnable(RunnableSerializable[Any, Any]):
     store: Any = None
     name: str | None = "bandit_router"
     context_key: Callable[[Any], str] | None = None
+    context_prior_weight: float | None = None
     max_attempts: int = 3
     timeout: float | None = 30.0
-    retry_if: Callable[[BaseException], bool] = Field(default=is_transient)
+    retry_if: Callable[[BaseException], bool] | tuple[type[BaseException], ...] = Field(
+        default=is_transient
+    )
     retry_initial_wait: float = 0.5
     retry_max_wait: float = 8.0
     fallback: bool = True
@@ -139,6 +145,8 @@ class BanditRouterRunnable(RunnableSerializable[Any, Any]):
     _bandit: Bandit = PrivateAttr()
     _evaluator: Evaluator | None = PrivateAttr(default=None)
     _evaluator_errors: dict[str, int] = PrivateAttr(default_factory=dict)
+    # Not a function default: pydantic would bind it like a method.
+    _retry_predicate: Callable[[BaseException], bool] | None = PrivateAttr(default=None)
 
     ARM_CONFIG_KEY: ClassVar[str] = "bandit_arm"
 
@@ -173,8 +181,18 @@ class BanditRouterRunnable(RunnableSerializable[Any, Any]):
         ):
             if not (isinstance(w, int | float) and 0 <= w < float("inf")):
                 raise ConfigurationError(f"{label} must be a number of seconds >= 0, got {w!r}")
-        if not callable(self.retry_if):
-            raise ConfigurationError(f"retry_if must be a callable, got {self.retry_if!r}")
+        retry_if = self.retry_if
+        if isinstance(retry_if, tuple):
+            if not all(isinstance(t, type) and issubclass(t, BaseException) for t in retry_if):
+                raise ConfigurationError(
+                    f"retry_if must be a predicate or a tuple of exception types, got {retry_if!r}"
+                )
+            types = retry_if
+            self._retry_predicate = lambda exc: isinstance(exc, types)
+        elif callable(retry_if):
+            self._retry_predicate = retry_if
+        else:
+            raise ConfigurationError(f"retry_if must be a callable, got {retry_if!r}")
         if self.context_key is not None and not callable(self.context_key):
             raise ConfigurationError(f"context_key must be a callable, got {self.context_key!r}")
         self._bandit = Bandit(
@@ -189,6 +207,7 @@ class BanditRouterRunnable(RunnableSerializable[Any, Any]):
             pending_ttl=self.pending_ttl,
             max_pending=self.max_pending,
             seed=self.seed,
+            context_prior_weight=self.context_prior_weight,
         )
         self._evaluator = None if self.reward is None else Evaluator(self.reward)
         self._evaluator_errors = {}
@@ -253,7 +272,7 @@ class BanditRouterRunnable(RunnableSerializable[Any, Any]):
         runnable = self.arms[arm]
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.max_attempts),
-            retry=retry_if_exception(self.retry_if),
+            retry=retry_if_exception(self._retry_predicate or is_transient),
             # Full jitter (AWS's advice for rate limits): uniform in [0, min(max, m * 2**n)].
             wait=wait_random_exponential(
                 multiplier=self.retry_initial_wait, max=self.retry_max_wait

@@ -21,7 +21,7 @@ import anyio.to_thread
 from bandit_router._errors import ConfigurationError, InvalidRewardError
 from bandit_router._stats import check_reward
 
-__all__ = ["REWARD_ARGUMENTS", "Evaluator", "coerce_score"]
+__all__ = ["REWARD_ARGUMENTS", "Evaluator", "Price", "coerce_score", "cost_aware"]
 
 #: The keyword arguments an evaluator may ask for by naming them.
 REWARD_ARGUMENTS: Final = frozenset(
@@ -131,6 +131,99 @@ class Evaluator:
 
 async def _await(result: Awaitable[Any]) -> Any:
     return await result
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """An arm's price in USD per million tokens.
+
+    Attributes:
+        input_per_million: Price of a million input (prompt) tokens.
+        output_per_million: Price of a million output (completion) tokens.
+    """
+
+    input_per_million: float
+    output_per_million: float
+
+    def __post_init__(self) -> None:
+        _check_nonneg("Price.input_per_million", self.input_per_million)
+        _check_nonneg("Price.output_per_million", self.output_per_million)
+
+    def cost(self, usage: Mapping[str, Any] | None) -> float:
+        """Return the USD cost of one call from its ``usage_metadata`` (0 without usage)."""
+        if not usage:
+            return 0.0
+        tokens_in = usage.get("input_tokens") or 0
+        tokens_out = usage.get("output_tokens") or 0
+        return (tokens_in * self.input_per_million + tokens_out * self.output_per_million) / 1e6
+
+
+def cost_aware(
+    quality: Callable[..., Any],
+    *,
+    prices: Mapping[str, Price] | None = None,
+    lam: float = 1.0,
+    max_cost: float | None = None,
+    latency_weight: float = 0.0,
+    max_latency_s: float | None = None,
+) -> Callable[..., Awaitable[float]]:
+    """Combine an evaluator's quality with the call's cost and latency into one reward.
+
+    The trade-off, with ``q`` the quality in [0, 1], ``c = min(cost / max_cost, 1)`` and
+    ``l = min(latency_s / max_latency_s, 1)``::
+
+        reward = (q - lam * c - latency_weight * l + lam + latency_weight)
+                 / (1 + lam + latency_weight)
+
+    i.e. ``q - lam * c - latency_weight * l``, mapped linearly from its range
+    ``[-lam - latency_weight, 1]`` onto [0, 1] (the normalisation of the replay benchmarks).
+    ``lam = 1`` means a call costing ``max_cost`` is worth one unit of quality: a perfect
+    answer at ``max_cost`` scores the same as a useless free one. The cost is read from the
+    output's ``usage_metadata`` times the arm's :class:`Price`; the latency is the call's (time
+    to the first chunk for streams).
+
+    Args:
+        quality: The quality evaluator (any shape :class:`Evaluator` accepts).
+        prices: ``{arm: Price}``; arms without a price cost 0.
+        lam: Weight of cost, >= 0.
+        max_cost: The cost (USD per call) that counts as 1, e.g. the most expensive model's
+            typical call; required when ``lam > 0``.
+        latency_weight: Weight of latency, >= 0.
+        max_latency_s: The latency that counts as 1; required when ``latency_weight > 0``.
+
+    Returns:
+        An async evaluator to pass as ``reward=``.
+
+    Raises:
+        ConfigurationError: On a negative weight, or a missing or non-positive scale.
+    """
+    lam = _check_nonneg("lam", lam)
+    mu = _check_nonneg("latency_weight", latency_weight)
+    price_map = dict(prices or {})
+    for arm, p in price_map.items():
+        if not isinstance(p, Price):
+            raise ConfigurationError(f"price for arm {arm!r} must be a Price, got {p!r}")
+    if lam > 0 and (max_cost is None or _check_nonneg("max_cost", max_cost) <= 0):
+        raise ConfigurationError(f"max_cost must be a cost > 0 when lam > 0, got {max_cost!r}")
+    if mu > 0 and (max_latency_s is None or _check_nonneg("max_latency_s", max_latency_s) <= 0):
+        raise ConfigurationError(
+            f"max_latency_s must be > 0 when latency_weight > 0, got {max_latency_s!r}"
+        )
+    judge = quality if isinstance(quality, Evaluator) else Evaluator(quality)
+
+    async def reward(**available: Any) -> float:
+        q = await judge(**available)
+        price = price_map.get(available.get("arm", ""))
+        c = 0.0
+        if lam > 0 and price is not None:
+            c = min(price.cost(available.get("usage")) / float(max_cost or 1.0), 1.0)
+        lat = 0.0
+        if mu > 0:
+            lat = min(float(available.get("latency_s") or 0.0) / float(max_latency_s or 1.0), 1.0)
+        r = (q - lam * c - mu * lat + lam + mu) / (1.0 + lam + mu)
+        return min(max(r, 0.0), 1.0)  # guard against float rounding at the ends
+
+    return reward
 
 
 def _check_nonneg(name: str, value: object) -> float:

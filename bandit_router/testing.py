@@ -4,6 +4,9 @@
   :meth:`Engine.select <bandit_router._engine.Engine.select>` and
   :meth:`BanditState.apply <bandit_router._stats.BanditState.apply>` calls a store makes) and
   returns the pseudo-regret, optionally with an abrupt change of the arms' means.
+* :class:`FakeArm` is a fake chat model of known quality (right answers with a given
+  probability, scripted failures, latency, hangs, token usage, streaming), and
+  :func:`is_right` the evaluator that scores it.
 * :class:`FrozenClock` is a clock that only moves when told to, for tests of pending-decision
   expiry (``Bandit(clock=FrozenClock())``).
 
@@ -23,10 +26,11 @@ from collections.abc import Sequence
 
 from bandit_router._engine import Engine
 from bandit_router._errors import ConfigurationError
+from bandit_router._fakes import FakeArm, FakeArmError, is_right
 from bandit_router._stats import check_decay
 from bandit_router.policies import Policy
 
-__all__ = ["FrozenClock", "simulate"]
+__all__ = ["FakeArm", "FakeArmError", "FrozenClock", "is_right", "simulate"]
 
 
 def _check_means(means: object, what: str) -> tuple[float, ...]:

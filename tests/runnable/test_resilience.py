@@ -10,7 +10,7 @@ from langchain_core.messages import AIMessageChunk
 from langchain_core.runnables import RunnableLambda
 
 from bandit_router import AllArmsFailedError, BanditRouterRunnable, Prior
-from bandit_router._fakes import FakeArm, FakeArmError, is_right
+from bandit_router.testing import FakeArm, FakeArmError, is_right
 
 pytestmark = pytest.mark.anyio
 
@@ -24,9 +24,9 @@ async def test_success_rate_matches_the_chance_that_some_arm_succeeds() -> None:
         "broken": FakeArm(failure_rate=1.0, model="broken"),
     }
     router = BanditRouterRunnable(
-        arms=arms, reward=is_right, timeout=0.02, max_attempts=2, seed=0, **FAST
+        arms=arms, reward=is_right, timeout=0.1, max_attempts=2, seed=0, **FAST
     )
-    calls, ok = 300, 0
+    calls, ok = 200, 0
     failed: list[AllArmsFailedError] = []
     for _ in range(calls):
         try:
@@ -40,7 +40,7 @@ async def test_success_rate_matches_the_chance_that_some_arm_succeeds() -> None:
         assert isinstance(err.errors["hangs"], TimeoutError)
         assert isinstance(err.errors["broken"], FakeArmError)
     # Only "flaky" can answer, with probability 0.7 (its errors are not retried).
-    assert 0.62 <= ok / calls <= 0.78, ok
+    assert 0.6 <= ok / calls <= 0.8, ok  # +-3 standard deviations
     stats = await router.astatistics()
     for name, arm in arms.items():
         # Every call an arm saw is either a completed pull or a failure.

@@ -16,8 +16,8 @@ from bandit_router import (
     InvalidRewardError,
     UnknownDecisionError,
 )
-from bandit_router._fakes import FakeArm, is_right
 from bandit_router.policies import KLUCB, UCB1, ThompsonSampling, UCBTuned
+from bandit_router.testing import FakeArm, is_right
 
 pytestmark = pytest.mark.anyio
 
