@@ -46,3 +46,22 @@ def test_quickstart_persists_in_sqlite(tmp_path: Path) -> None:
     # The second run starts from the first run's learning: 600 pulls in all.
     pulls = [int(line.split()[2]) for line in second.stdout.splitlines() if "-model " in line]
     assert sum(pulls) == 600, second.stdout
+
+
+def test_readme_example_runs(tmp_path: Path) -> None:
+    readme = (EXAMPLES.parent / "README.md").read_text()
+    block = readme.split("## Fifteen lines", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    assert len([line for line in block.splitlines() if line.strip()]) <= 16
+    script = tmp_path / "readme_example.py"
+    script.write_text(block)
+    proc = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "'arm': 'large'" in proc.stdout, proc.stdout
+    assert (tmp_path / "router.db").exists()
