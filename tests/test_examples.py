@@ -13,6 +13,7 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 # What each example must print to count as working (not just exiting 0).
 EXPECTED = {
     "quickstart.py": "prefers 'large-model'",
+    "delayed_feedback.py": "the router serves 'careful-model'",
 }
 
 
