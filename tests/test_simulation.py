@@ -263,7 +263,7 @@ def test_fast_select_equals_general_select(
         fast = engine.select(state)
         after_fast = engine.rng.getstate()
         engine.rng.setstate(before)
-        general = engine._select_general(state, ())
+        general = engine._select_general(state, (), engine.priors)
         assert repr(fast) == repr(general)
         assert engine.rng.getstate() == after_fast
 
@@ -297,7 +297,7 @@ def _reference_reward_outcome(self: Engine, reward: object) -> Outcome:
 
 
 def _reference_select(self: Engine, state: BanditState, exclude: Sequence[str] = ()) -> object:
-    return self._select_general(state, exclude)
+    return self._select_general(state, exclude, self.priors)
 
 
 @pytest.mark.parametrize(
