@@ -375,6 +375,7 @@ class BanditRouterRunnable(RunnableSerializable[Any, Any]):
                             raise  # mid-stream, pinned or no fallback: the arm's own error
                         raise AllArmsFailedError(errors) from exc
                     decision = await bandit.reroute(decision, exclude=tuple(errors))
+                    t0 = time.perf_counter()  # latency is the answering arm's own
             latency = time.perf_counter() - t0 if not stream else (first_chunk_s or 0.0)
             output = self._stamp(final, decision) if not stream else final
             if self._evaluator is not None:
