@@ -40,6 +40,7 @@ from bandit_router._stats import ArmStatistics, Prior
 from bandit_router._sync import iterate_sync, run_sync
 from bandit_router.policies import Policy
 from bandit_router.rewards import Evaluator, coerce_score
+from bandit_router.telemetry import RouteSpan, Telemetry, evaluator_name
 
 __all__ = ["BanditRouterRunnable", "is_transient"]
 
@@ -112,6 +113,12 @@ class BanditRouterRunnable(RunnableSerializable[Any, Any]):
         pending_ttl: Seconds a decision waits for its reward.
         max_pending: Most decisions waiting at once.
         seed: Seed of the router's random generator.
+        tracer_provider: OpenTelemetry tracer provider for the router's spans (``None``: the
+            global one; without an SDK configured, spans cost next to nothing).
+        meter_provider: OpenTelemetry meter provider for its metrics (``None``: the global one).
+        capture_content: Put the (truncated) input and output text and exception messages in
+            spans. Off by default: they may contain personal data.
+        telemetry: ``False`` turns spans and metrics off entirely.
 
     Raises:
         ConfigurationError: On any invalid argument; the message names it.
@@ -141,8 +148,14 @@ class BanditRouterRunnable(RunnableSerializable[Any, Any]):
     pending_ttl: float = DEFAULT_PENDING_TTL
     max_pending: int = DEFAULT_MAX_PENDING
     seed: int | None = None
+    tracer_provider: Any = None
+    meter_provider: Any = None
+    capture_content: bool = False
+    telemetry: bool = True
 
     _bandit: Bandit = PrivateAttr()
+    _telemetry: Telemetry = PrivateAttr()
+    _evaluator_name: str = PrivateAttr(default="reward")
     _evaluator: Evaluator | None = PrivateAttr(default=None)
     _evaluator_errors: dict[str, int] = PrivateAttr(default_factory=dict)
     # Not a function default: pydantic would bind it like a method.
@@ -211,6 +224,15 @@ class BanditRouterRunnable(RunnableSerializable[Any, Any]):
         )
         self._evaluator = None if self.reward is None else Evaluator(self.reward)
         self._evaluator_errors = {}
+        self._telemetry = Telemetry(
+            tracer_provider=self.tracer_provider,
+            meter_provider=self.meter_provider,
+            capture_content=self.capture_content,
+            enabled=self.telemetry,
+            arms=self.arms,
+        )
+        if self.reward is not None:
+            self._evaluator_name = evaluator_name(self.reward)
 
     @classmethod
     def is_lc_serializable(cls) -> bool:
@@ -267,6 +289,7 @@ class BanditRouterRunnable(RunnableSerializable[Any, Any]):
         stream: bool,
         kwargs: dict[str, Any],
         decision: Decision,
+        route: RouteSpan,
     ) -> AsyncGenerator[Any, None]:
         """Call one arm with retries; yields its output (or chunks). Raises its last error."""
         runnable = self.arms[arm]
@@ -282,6 +305,7 @@ class BanditRouterRunnable(RunnableSerializable[Any, Any]):
         n = 0
         out: Any = _EMPTY
         it: AsyncIterator[Any] | None = None
+        span = None
         # Nothing is yielded inside ``with attempt``: tenacity's attempt swallows every
         # exception raised in its block, including a consumer's GeneratorExit.
         async for attempt in retrying:
@@ -290,24 +314,41 @@ class BanditRouterRunnable(RunnableSerializable[Any, Any]):
                 if n > 1:  # the previous attempt failed and is being retried: count it
                     await self._bandit.record_failure(arm, context=decision.context)
                 child = self._child_config(config, run_manager, arm, n)
+                span = route.attempt(arm, n)
+                try:
+                    # activate(): the attempt's span is current around ONE await, never a yield
+                    if not stream:
+                        with span.activate(), anyio.fail_after(self.timeout):
+                            out = await runnable.ainvoke(input, child, **kwargs)
+                    else:
+                        it = runnable.astream(input, child, **kwargs).__aiter__()
+                        try:
+                            with span.activate(), anyio.fail_after(self.timeout):
+                                out = await it.__anext__()
+                        except StopAsyncIteration:
+                            out = _EMPTY
+                        except BaseException:
+                            await _aclose(it)
+                            raise
+                except BaseException as exc:
+                    span.failed(exc)
+                    raise
                 if not stream:
-                    with anyio.fail_after(self.timeout):
-                        out = await runnable.ainvoke(input, child, **kwargs)
-                else:
-                    it = runnable.astream(input, child, **kwargs).__aiter__()
-                    try:
-                        with anyio.fail_after(self.timeout):
-                            out = await it.__anext__()
-                    except StopAsyncIteration:
-                        out = _EMPTY
-                    except BaseException:
-                        await _aclose(it)
-                        raise
-        if out is not _EMPTY:
-            yield out
-        if it is not None:
-            async for chunk in it:
-                yield chunk
+                    span.ok(out)
+        assert span is not None  # tenacity made at least one attempt
+        try:
+            if out is not _EMPTY:
+                if stream:
+                    span.chunk(out)
+                yield out
+            if it is not None:
+                async for chunk in it:
+                    span.chunk(chunk)
+                    yield chunk
+        except BaseException as exc:  # an error mid-stream, or the consumer stopped
+            span.failed(exc)
+            raise
+        span.ok()  # a stream's end (a no-op for a call already ended by ok(out))
 
     async def _route(
         self, input: Any, config: RunnableConfig | None, stream: bool, kwargs: dict[str, Any]
@@ -322,6 +363,9 @@ class BanditRouterRunnable(RunnableSerializable[Any, Any]):
         )
         run_id = str(run_manager.run_id)
         bandit = self._bandit
+        route = self._telemetry.start_route(
+            self.name or "bandit_router", run_id=run_id, input=input
+        )
         decision: Decision | None = None
         settled = False
         final: Any = None
@@ -337,6 +381,7 @@ class BanditRouterRunnable(RunnableSerializable[Any, Any]):
                     )
                 exclude = tuple(a for a in self.arms if a != pinned)
             decision = await bandit.choose(context=context, decision_id=run_id, exclude=exclude)
+            route.decision(decision.selection, decision.decision_id, decision.context)
             errors: dict[str, BaseException] = {}
             t0 = time.perf_counter()
             first_chunk_s: float | None = None
@@ -345,7 +390,9 @@ class BanditRouterRunnable(RunnableSerializable[Any, Any]):
                 produced = False
                 try:
                     async with aclosing(
-                        self._attempts(arm, input, config, run_manager, stream, kwargs, decision)
+                        self._attempts(
+                            arm, input, config, run_manager, stream, kwargs, decision, route
+                        )
                     ) as attempts:
                         async for item in attempts:
                             if not produced:
@@ -375,15 +422,17 @@ class BanditRouterRunnable(RunnableSerializable[Any, Any]):
                             raise  # mid-stream, pinned or no fallback: the arm's own error
                         raise AllArmsFailedError(errors) from exc
                     decision = await bandit.reroute(decision, exclude=tuple(errors))
+                    route.fallback(arm, decision.arm, exc)
                     t0 = time.perf_counter()  # latency is the answering arm's own
             latency = time.perf_counter() - t0 if not stream else (first_chunk_s or 0.0)
             output = self._stamp(final, decision) if not stream else final
             if self._evaluator is not None:
-                await self._score(input, output, decision, run_id, config, latency)
+                await self._score(input, output, decision, run_id, config, latency, route)
             settled = self._evaluator is not None
             if not stream:
                 yield output
         except BaseException as exc:
+            route.end(exc)
             if decision is not None and not settled:
                 with anyio.CancelScope(shield=True):
                     with contextlib.suppress(BanditRouterError):
@@ -391,6 +440,7 @@ class BanditRouterRunnable(RunnableSerializable[Any, Any]):
             await _shielded_error(run_manager, exc)
             raise
         else:
+            route.end(output=output)
             await run_manager.on_chain_end(final if stream else output)
 
     async def _score(
@@ -401,8 +451,10 @@ class BanditRouterRunnable(RunnableSerializable[Any, Any]):
         run_id: str,
         config: RunnableConfig,
         latency: float,
+        route: RouteSpan,
     ) -> float | None:
         assert self._evaluator is not None
+        t0 = time.perf_counter()
         try:
             score = await self._evaluator(
                 inputs=input,
@@ -414,6 +466,7 @@ class BanditRouterRunnable(RunnableSerializable[Any, Any]):
                 usage=_usage(output),
             )
         except Exception as exc:
+            route.evaluator_error(exc, self._evaluator_name, elapsed_s=time.perf_counter() - t0)
             self._evaluator_errors[decision.arm] = self._evaluator_errors.get(decision.arm, 0) + 1
             logger.warning(
                 "bandit_router: evaluator failed for arm %r (no reward counted): %s: %s",
@@ -423,7 +476,9 @@ class BanditRouterRunnable(RunnableSerializable[Any, Any]):
             )
             await self._bandit.release(decision.decision_id)
             return None
+        elapsed = time.perf_counter() - t0
         await self._bandit.reward(decision.decision_id, score)
+        route.reward(score, self._evaluator_name, elapsed_s=elapsed)
         return score
 
     def _stamp(self, output: Any, decision: Decision) -> Any:
@@ -478,7 +533,11 @@ class BanditRouterRunnable(RunnableSerializable[Any, Any]):
             InvalidRewardError: If the score is invalid; nothing changes.
             UnknownDecisionError: If the run id is unknown, already scored or expired.
         """
-        await self._bandit.reward(str(run_id), coerce_score(score))
+        decision_id = str(run_id)
+        with self._telemetry.feedback(decision_id, self.name or "bandit_router") as span:
+            value = coerce_score(score)
+            done = await self._bandit.reward(decision_id, value)
+            span.settled(value, arm=done.arm, context=done.context)
 
     def record_feedback(self, run_id: uuid.UUID | str, score: object) -> None:
         """Sync face of :meth:`arecord_feedback`."""
@@ -504,6 +563,8 @@ class BanditRouterRunnable(RunnableSerializable[Any, Any]):
         clone._bandit = self._bandit  # the same learning state, not a copy
         clone._evaluator = self._evaluator
         clone._evaluator_errors = self._evaluator_errors
+        clone._telemetry = self._telemetry  # same spans, metrics and pending links
+        clone._evaluator_name = self._evaluator_name
         return clone
 
     def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> BanditRouterRunnable:

@@ -14,6 +14,7 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 EXPECTED = {
     "quickstart.py": "prefers 'large-model'",
     "delayed_feedback.py": "the router serves 'careful-model'",
+    "tracing_console.py": "bandit_router.feedback {'arm': 'gpt-4o', 'reward': 1.0} links to 1",
 }
 
 
