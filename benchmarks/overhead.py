@@ -1,0 +1,273 @@
+"""Microseconds per ``ainvoke``: the router against the bare chat model, measured side by side.
+
+Every contender answers ``[HumanMessage("hi")]`` with native-async fake chat models
+(:class:`~bandit_router._fakes.FakeArm`: no network, no sleep), so what is measured is pure
+overhead: LangChain's callback machinery, the routing, the learning. Contenders:
+
+1. bare: ``FakeArm().ainvoke(msg)``, the baseline every ratio divides by;
+2. ``FakeArm().with_fallbacks([FakeArm()]).ainvoke(msg)``, LangChain's own wrapper;
+3. a ten-line ``RunnableLambda`` router picking one of two models at random (async chooser;
+   a sync chooser, which ``ainvoke`` runs in a thread pool, is shown for information);
+4. ``BanditRouterRunnable(arms={"a": ..., "b": ...}, reward=is_right)``: inline sync reward
+   (run in a worker thread, the default), ``InMemoryStore``, default KL-UCB;
+5. the same router without ``reward`` (delayed feedback): each round's decisions stay
+   pending during the timed loop (so later calls see calls in flight, as in production) and
+   are settled with ``arecord_feedback`` after the round, outside the timed section;
+6. for information: router 4 with an async reward (no thread hop), and router 4 over a
+   ``SQLiteStore`` on a temporary file.
+
+No tracing SDK is configured: ``LANGCHAIN_TRACING_V2``, ``LANGSMITH_TRACING`` (and their
+``_V2``/plain siblings) are removed from the environment before anything runs. The
+contenders run in interleaved rounds on one event loop (the order rotates each round); each
+keeps its best and its median round, and the ratio to bare is computed both ways. Usage::
+
+    python benchmarks/overhead.py [--calls 2000] [--rounds 7] [--warmup 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import os
+import platform
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import langchain_core
+from langchain_core.messages import BaseMessage, HumanMessage
+from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
+
+from bandit_router import BanditRouterRunnable, __version__
+from bandit_router._fakes import FakeArm, is_right
+from bandit_router.stores import SQLiteStore
+
+#: Every switch that turns LangSmith tracing on (removed before anything runs).
+_TRACING_VARS = (
+    "LANGCHAIN_TRACING_V2",
+    "LANGSMITH_TRACING",
+    "LANGSMITH_TRACING_V2",
+    "LANGCHAIN_TRACING",
+)
+
+MSG: list[BaseMessage] = [HumanMessage("hi")]
+GOAL = 1.5  # router/bare, from the issue
+
+Timed = Callable[[int], Awaitable[float]]  # runs n calls, returns the seconds they took
+
+
+@dataclass
+class Contender:
+    """One row of the table: how to run ``n`` calls, and what to do after a round (untimed)."""
+
+    name: str
+    run: Timed
+    after: Callable[[], Awaitable[None]] | None = None
+    info: bool = False  # for information: not one of the issue's contenders
+    rounds: list[float] = field(default_factory=list)  # microseconds per call, per round
+
+
+def invoke_loop(runnable: Runnable[Any, Any]) -> Timed:
+    """Time ``n`` sequential ``await runnable.ainvoke(MSG)``."""
+
+    async def run(n: int) -> float:
+        ainvoke = runnable.ainvoke
+        t0 = time.perf_counter()
+        for _ in range(n):
+            await ainvoke(MSG)
+        return time.perf_counter() - t0
+
+    return run
+
+
+def lambda_router(
+    a: Runnable[Any, Any], b: Runnable[Any, Any], seed: int = 0
+) -> Runnable[Any, Any]:
+    """The ten-line router a user writes by hand: pick one of two models at random."""
+    rng = random.Random(seed)
+
+    async def route(messages: list[BaseMessage], config: RunnableConfig) -> BaseMessage:
+        model = a if rng.random() < 0.5 else b
+        out: BaseMessage = await model.ainvoke(messages, config)
+        return out
+
+    return RunnableLambda(route, name="lambda_router")
+
+
+def lambda_router_sync(
+    a: Runnable[Any, Any], b: Runnable[Any, Any], seed: int = 0
+) -> Runnable[Any, Any]:
+    """LangChain's routing idiom: a sync function returning the Runnable to call.
+
+    ``RunnableLambda.ainvoke`` runs a sync function in the default thread pool, then invokes the
+    returned Runnable as a child run.
+    """
+    rng = random.Random(seed)
+    return RunnableLambda(lambda _messages: a if rng.random() < 0.5 else b, name="lambda_router")
+
+
+async def is_right_async(outputs: Any) -> bool:
+    """:func:`is_right` as a coroutine function: the router awaits it on the event loop."""
+    return is_right(outputs)
+
+
+def delayed_feedback(router: BanditRouterRunnable) -> tuple[Timed, Callable[[], Awaitable[None]]]:
+    """Time ``n`` calls of a reward-less router; settle their decisions afterwards, untimed."""
+    outputs: list[Any] = []
+
+    async def run(n: int) -> float:
+        ainvoke = router.ainvoke
+        keep = outputs.append
+        t0 = time.perf_counter()
+        for _ in range(n):
+            keep(await ainvoke(MSG))
+        return time.perf_counter() - t0
+
+    async def settle() -> None:
+        for out in outputs:
+            meta = out.response_metadata["bandit_router"]
+            await router.arecord_feedback(meta["decision_id"], is_right(out))
+        outputs.clear()
+
+    return run, settle
+
+
+def clear_tracing_env() -> bool:
+    """Remove every tracing switch from the environment; return whether tracing is still on."""
+    for var in _TRACING_VARS:
+        os.environ.pop(var, None)
+    from langsmith import utils as ls_utils
+
+    cache_clear = getattr(ls_utils.get_env_var, "cache_clear", None)
+    if cache_clear is not None:  # langsmith caches what it read from the environment
+        cache_clear()
+    return bool(ls_utils.tracing_is_enabled())
+
+
+async def measure(contenders: list[Contender], calls: int, rounds: int, warmup: int) -> None:
+    """Warm every contender up, then run the interleaved rounds."""
+    for c in contenders:
+        await c.run(warmup)
+        if c.after is not None:
+            await c.after()
+    for r in range(rounds):
+        k = r % len(contenders)
+        for c in contenders[k:] + contenders[:k]:  # rotate the order: no position bias
+            gc.collect()
+            seconds = await c.run(calls)
+            c.rounds.append(seconds / calls * 1e6)
+            if c.after is not None:
+                await c.after()
+
+
+def report(contenders: list[Contender], calls: int, rounds: int, tracing: bool) -> float:
+    """Print the table; return the router's best-round ratio to bare."""
+    bare = contenders[0]
+    bare_best = min(bare.rounds)
+    print(
+        f"ainvoke([HumanMessage('hi')]) over native-async FakeArm chat models; {calls} calls per "
+        f"round, {rounds} interleaved rounds."
+    )
+    print(
+        f"Python {sys.version.split()[0]} ({platform.python_implementation()}) on "
+        f"{platform.machine()}, langchain-core {langchain_core.__version__}, "
+        f"bandit-router {__version__}; tracing {'ON (!)' if tracing else 'off'}."
+    )
+    print()
+    print("| contender | best us/call | median us/call | ratio (best) | ratio (paired median) |")
+    print("|---|---:|---:|---:|---:|")
+    for c in contenders:
+        best = min(c.rounds)
+        paired = statistics.median(x / b for x, b in zip(c.rounds, bare.rounds, strict=True))
+        name = f"{c.name} (info)" if c.info else c.name
+        print(
+            f"| {name} | {best:.1f} | {statistics.median(c.rounds):.1f} | "
+            f"{best / bare_best:.2f} | {paired:.2f} |"
+        )
+    print()
+    router = next(c for c in contenders if c.name.startswith("4."))
+    ratio = min(router.rounds) / bare_best
+    verdict = "meets" if ratio <= GOAL else "misses"
+    print(f"router/bare = {ratio:.2f} (best rounds): {verdict} the goal <= {GOAL}.")
+    print(
+        "5. settles each round's decisions with arecord_feedback after the round, untimed; "
+        "during the round they are pending (calls in flight for the policy)."
+    )
+    return ratio
+
+
+async def amain(calls: int, rounds: int, warmup: int, tracing: bool) -> float:
+    with tempfile.TemporaryDirectory(prefix="bandit-router-overhead-") as tmp:
+        sqlite = SQLiteStore(Path(tmp) / "state.db")
+        try:
+            no_reward = BanditRouterRunnable(arms={"a": FakeArm(), "b": FakeArm()})
+            run5, settle5 = delayed_feedback(no_reward)
+            contenders = [
+                Contender("1. bare FakeArm", invoke_loop(FakeArm())),
+                Contender(
+                    "2. FakeArm.with_fallbacks([FakeArm])",
+                    invoke_loop(FakeArm().with_fallbacks([FakeArm()])),
+                ),
+                Contender(
+                    "3. RunnableLambda router (async, random)",
+                    invoke_loop(lambda_router(FakeArm(), FakeArm())),
+                ),
+                Contender(
+                    "3b. RunnableLambda router (sync chooser, thread pool)",
+                    invoke_loop(lambda_router_sync(FakeArm(), FakeArm())),
+                    info=True,
+                ),
+                Contender(
+                    "4. BanditRouterRunnable, reward=is_right, InMemoryStore",
+                    invoke_loop(
+                        BanditRouterRunnable(arms={"a": FakeArm(), "b": FakeArm()}, reward=is_right)
+                    ),
+                ),
+                Contender("5. BanditRouterRunnable, no reward (delayed feedback)", run5, settle5),
+                Contender(
+                    "6a. BanditRouterRunnable, async reward, InMemoryStore",
+                    invoke_loop(
+                        BanditRouterRunnable(
+                            arms={"a": FakeArm(), "b": FakeArm()}, reward=is_right_async
+                        )
+                    ),
+                    info=True,
+                ),
+                Contender(
+                    "6b. BanditRouterRunnable, reward=is_right, SQLiteStore",
+                    invoke_loop(
+                        BanditRouterRunnable(
+                            arms={"a": FakeArm(), "b": FakeArm()}, reward=is_right, store=sqlite
+                        )
+                    ),
+                    info=True,
+                ),
+            ]
+            await measure(contenders, calls, rounds, warmup)
+        finally:
+            await sqlite.aclose()
+    return report(contenders, calls, rounds, tracing)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    ap.add_argument("--calls", type=int, default=2000, help="calls per contender per round")
+    ap.add_argument("--rounds", type=int, default=7, help="interleaved rounds")
+    ap.add_argument("--warmup", type=int, default=200, help="untimed calls per contender first")
+    ns = ap.parse_args(argv)
+    if ns.calls < 1 or ns.rounds < 1 or ns.warmup < 0:
+        ap.error("--calls and --rounds must be >= 1, --warmup >= 0")
+    tracing = clear_tracing_env()
+    asyncio.run(amain(ns.calls, ns.rounds, ns.warmup, tracing))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
