@@ -12,12 +12,12 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(DEV): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+$(DEV): pyproject.toml integrations/bandit_router_redis/pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[dev]" -e integrations/bandit_router_redis
 	touch $@
 
 $(BENCH): pyproject.toml | $(DEV)
-	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,bench]" -e integrations/bandit_router_redis
 	touch $@
 
 setup: $(DEV)  ## create .venv and install the package with its dev dependencies
@@ -25,8 +25,8 @@ setup: $(DEV)  ## create .venv and install the package with its dev dependencies
 demo: $(DEV)  ## route between fake arms of known quality and print what the router learned
 	$(BIN)/python examples/quickstart.py
 
-test: $(DEV)  ## the whole test suite
-	$(BIN)/python -m pytest
+test: $(DEV)  ## the whole test suite (the long variants marked slow run in `make soak`)
+	$(BIN)/python -m pytest -m "not slow"
 
 check: $(DEV)  ## lint, format check and strict typing
 	$(BIN)/ruff check .
@@ -36,6 +36,8 @@ check: $(DEV)  ## lint, format check and strict typing
 bench: $(BENCH)  ## speed and regret benchmarks (results go to docs/benchmarks.md by hand)
 	$(BIN)/python benchmarks/speed.py
 	$(BIN)/python benchmarks/regret.py
+	$(BIN)/python benchmarks/overhead.py
+	$(BIN)/python benchmarks/stores.py
 
 soak: $(DEV)  ## the long variants of the tests
 	$(BIN)/python -m pytest -m slow

@@ -139,6 +139,20 @@ def delayed_feedback(router: BanditRouterRunnable) -> tuple[Timed, Callable[[], 
     return run, settle
 
 
+def sdk_tracer_provider() -> Any:
+    """An OpenTelemetry SDK tracer provider whose exporter drops every span."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+
+    class Null(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(Null()))
+    return provider
+
+
 def clear_tracing_env() -> bool:
     """Remove every tracing switch from the environment; return whether tracing is still on."""
     for var in _TRACING_VARS:
@@ -194,6 +208,13 @@ def report(contenders: list[Contender], calls: int, rounds: int, tracing: bool) 
     print()
     router = next(c for c in contenders if c.name.startswith("4."))
     ratio = min(router.rounds) / bare_best
+    off = next(c for c in contenders if c.name.startswith("7a."))
+    sdk = next(c for c in contenders if c.name.startswith("7b."))
+    print(
+        f"telemetry, no SDK / telemetry off = {min(router.rounds) / min(off.rounds):.2f}; "
+        f"SDK + no-op exporter / telemetry off = {min(sdk.rounds) / min(off.rounds):.2f} "
+        "(best rounds)."
+    )
     verdict = "meets" if ratio <= GOAL else "misses"
     print(f"router/bare = {ratio:.2f} (best rounds): {verdict} the goal <= {GOAL}.")
     print(
@@ -245,6 +266,26 @@ async def amain(calls: int, rounds: int, warmup: int, tracing: bool) -> float:
                     invoke_loop(
                         BanditRouterRunnable(
                             arms={"a": FakeArm(), "b": FakeArm()}, reward=is_right, store=sqlite
+                        )
+                    ),
+                    info=True,
+                ),
+                Contender(
+                    "7a. router 4 with telemetry=False",
+                    invoke_loop(
+                        BanditRouterRunnable(
+                            arms={"a": FakeArm(), "b": FakeArm()}, reward=is_right, telemetry=False
+                        )
+                    ),
+                    info=True,
+                ),
+                Contender(
+                    "7b. router 4 with an OpenTelemetry SDK and a no-op exporter",
+                    invoke_loop(
+                        BanditRouterRunnable(
+                            arms={"a": FakeArm(), "b": FakeArm()},
+                            reward=is_right,
+                            tracer_provider=sdk_tracer_provider(),
                         )
                     ),
                     info=True,

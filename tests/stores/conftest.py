@@ -27,7 +27,9 @@ For example::
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -50,8 +52,48 @@ def _sqlite(tmp_path: Path) -> StoreSpec:
     )
 
 
+#: (url, key prefix) of every Redis store handed out by the current test, deleted after it.
+_REDIS_PREFIXES: list[tuple[str, str]] = []
+
+
+def _redis(tmp_path: Path) -> StoreSpec:
+    """RedisStore on ``$REDIS_URL`` with a key prefix of its own (skips without Redis)."""
+    try:
+        from bandit_router_redis.testing import redis_url, require_redis
+    except ImportError as exc:  # the integration is not installed
+        if os.environ.get("BANDIT_ROUTER_REQUIRE_REDIS") == "1":
+            pytest.fail(f"bandit-router-redis is not installed: {exc}", pytrace=False)
+        pytest.skip("pip install -e integrations/bandit_router_redis to test RedisStore")
+    url = redis_url()
+    require_redis(url)
+    prefix = f"bandit_router_test:{tmp_path.name}-{uuid.uuid4().hex[:8]}"
+    _REDIS_PREFIXES.append((url, prefix))
+    return StoreSpec(
+        "redis",
+        "bandit_router_redis:RedisStore",
+        args=(url,),
+        kwargs=(("prefix", prefix),),
+        shared=True,
+    )
+
+
+@pytest.fixture(autouse=True)
+def _delete_redis_keys() -> Iterator[None]:
+    """After each test, delete the keys of the Redis stores it used."""
+    yield
+    while _REDIS_PREFIXES:
+        from bandit_router_redis.testing import delete_prefix
+
+        url, prefix = _REDIS_PREFIXES.pop()
+        delete_prefix(url, prefix)
+
+
 #: Every store the contract suite runs against: name -> builder of its spec (see above).
-STORES: dict[str, Callable[[Path], StoreSpec]] = {"memory": _memory, "sqlite": _sqlite}
+STORES: dict[str, Callable[[Path], StoreSpec]] = {
+    "memory": _memory,
+    "sqlite": _sqlite,
+    "redis": _redis,
+}
 
 
 @pytest.fixture(params=list(STORES))
