@@ -12,12 +12,12 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(DEV): pyproject.toml integrations/bandit_router_redis/pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[dev]" -e integrations/bandit_router_redis
+$(DEV): pyproject.toml integrations/bandit_router_redis/pyproject.toml integrations/bandit_router_langsmith/pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[dev]" -e integrations/bandit_router_redis -e "integrations/bandit_router_langsmith[test]"
 	touch $@
 
 $(BENCH): pyproject.toml | $(DEV)
-	$(BIN)/python -m pip install --quiet -e ".[dev,bench]" -e integrations/bandit_router_redis
+	$(BIN)/python -m pip install --quiet -e ".[dev,bench]" -e integrations/bandit_router_redis -e integrations/bandit_router_langsmith
 	touch $@
 
 setup: $(DEV)  ## create .venv and install the package with its dev dependencies
