@@ -69,6 +69,9 @@ class Bandit:
             its prior, worth at most this many observations: a new context starts from what
             all contexts learned instead of from zero. ``None`` (default): contexts are
             independent.
+        costs: Optional ``{arm: cost}``: the known cost of one call of each arm, in the
+            reward's units, subtracted from its policy index; the rewards then measure quality
+            only (see :class:`~bandit_router._engine.Engine`).
 
     Raises:
         ConfigurationError: On any invalid argument; the message names it.
@@ -90,6 +93,7 @@ class Bandit:
         seed: int | None = None,
         clock: Callable[[], float] = time.time,
         context_prior_weight: float | None = None,
+        costs: Mapping[str, float] | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ConfigurationError(f"name must be a non-empty string, got {name!r}")
@@ -106,6 +110,7 @@ class Bandit:
             pending_ttl=pending_ttl,
             max_pending=max_pending,
             seed=seed,
+            costs=costs,
         )
         if context_prior_weight is not None:
             # Validated like a prior weight: a finite number >= 0.

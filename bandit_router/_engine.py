@@ -11,7 +11,7 @@ import math
 import random
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, fields
-from operator import truediv
+from operator import sub, truediv
 from typing import Any, Final
 
 from bandit_router._errors import ConfigurationError, UnknownArmError
@@ -89,7 +89,8 @@ class Selection:
     Attributes:
         arm: The chosen arm.
         arms: Every arm name, aligned with the lists below.
-        indices: The policy's index per arm: ``inf`` for untried arms, ``nan`` for excluded
+        indices: The policy's index per arm (less its known cost, when the engine has
+            ``costs``): ``inf`` for untried arms, ``nan`` for excluded
             arms and, while untried arms remain, for every tried arm (no index is computed
             until every arm has been tried).
         means: Each arm's estimated mean (``None`` without data or prior); calls in flight
@@ -169,6 +170,11 @@ class Engine:
         pending_ttl: Seconds a decision waits for its reward before it expires (> 0).
         max_pending: Most decisions waiting at once per router name (>= 1).
         seed: Seed of the random generator used for tie-breaking and sampling.
+        costs: Optional ``{arm: cost}``: the *known* cost of one call of each arm, in the
+            reward's units, subtracted from that arm's policy index ("cost is known, quality
+            is learned"). The rewards then measure quality only, and exploration is spent on
+            quality alone. For the trade-off ``quality - lam * usd / max_usd``, give
+            ``lam * usd_per_call / max_usd``. Arms not listed cost 0.
 
     Raises:
         ConfigurationError: On any invalid argument; the message names it.
@@ -177,6 +183,7 @@ class Engine:
     __slots__ = (
         "_learn",
         "arms",
+        "costs",
         "decay",
         "failure_reward",
         "policy",
@@ -197,6 +204,7 @@ class Engine:
         pending_ttl: float = DEFAULT_PENDING_TTL,
         max_pending: int = DEFAULT_MAX_PENDING,
         seed: int | None = None,
+        costs: Mapping[str, float] | None = None,
     ) -> None:
         if isinstance(arms, str | bytes):
             raise ConfigurationError(f"arms must be a collection of names, got {arms!r}")
@@ -243,6 +251,7 @@ class Engine:
             max_pending=max_pending,
         )
         self.rng = random.Random(seed)
+        self.costs: tuple[float, ...] | None = _check_costs(costs, names)
         self._learn = policy.learn if isinstance(policy, RewardTransform) else None
 
     # --- outcomes ------------------------------------------------------------------------
@@ -327,11 +336,16 @@ class Engine:
         k = len(n)
         if len(idx) != k:
             raise ValueError(f"policy {policy.name!r} returned {len(idx)} indices for {k} arms")
+        means = list(map(truediv, s, n))
+        net = means
+        costs = self.costs
+        if costs is not None:
+            idx = list(map(sub, idx, costs))
+            net = list(map(sub, means, costs))
         best = max(idx)
         # max() equals the general loop's best unless idx[0] is NaN (then best != best).
         single = best == best and idx.count(best) == 1
         chosen = idx.index(best) if single else _argmax(idx, rng)
-        means = list(map(truediv, s, n))
         return _selection(
             self.arms[chosen],
             self.arms,
@@ -339,7 +353,7 @@ class Engine:
             tuple(means),
             tuple(state.pulls),
             tuple(flights),
-            means[chosen] < max(means),
+            net[chosen] < max(net),
             policy.name,
         )
 
@@ -403,6 +417,8 @@ class Engine:
                 raise ValueError(
                     f"policy {self.policy.name!r} returned {len(idx)} indices for {expected} arms"
                 )
+            if self.costs is not None:
+                idx = [v - c for v, c in zip(idx, self.costs, strict=True)]
             best = -math.inf
             winners: list[int] = []
             for i in range(k):
@@ -420,8 +436,10 @@ class Engine:
         for i in range(k):
             if not allowed[i]:
                 idx[i] = math.nan
-        known = [m for i, m in enumerate(means) if m is not None and allowed[i]]
-        chosen_mean = means[chosen]
+        costs = self.costs or (0.0,) * k
+        net = [None if m is None else m - costs[i] for i, m in enumerate(means)]
+        known = [m for i, m in enumerate(net) if m is not None and allowed[i]]
+        chosen_mean = net[chosen]
         explore = bool(known) and (chosen_mean is None or chosen_mean < max(known))
         return Selection(
             arm=arms[chosen],
@@ -433,6 +451,24 @@ class Engine:
             explore=explore,
             policy=self.policy.name,
         )
+
+
+def _check_costs(
+    costs: Mapping[str, float] | None, arms: tuple[str, ...]
+) -> tuple[float, ...] | None:
+    """Validate ``{arm: known cost}`` and align it with ``arms`` (``None``: no costs)."""
+    if costs is None:
+        return None
+    if not isinstance(costs, Mapping):
+        raise ConfigurationError(f"costs must be a mapping of arm -> cost, got {costs!r}")
+    for arm, c in costs.items():
+        if arm not in arms:
+            raise ConfigurationError(f"cost for unknown arm {arm!r}; the arms are {list(arms)}")
+        if not _finite(c) or c < 0:
+            raise ConfigurationError(f"cost for arm {arm!r} must be a number >= 0, got {c!r}")
+    if not costs:
+        return None
+    return tuple(float(costs.get(a, 0.0)) for a in arms)
 
 
 def _argmax(idx: list[float], rng: random.Random) -> int:
