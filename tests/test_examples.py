@@ -15,6 +15,11 @@ EXPECTED = {
     "quickstart.py": "prefers 'large-model'",
     "delayed_feedback.py": "the router serves 'careful-model'",
     "tracing_console.py": "bandit_router.feedback {'arm': 'gpt-4o', 'reward': 1.0} links to 1",
+    "cost_aware.py": "With prices, the router serves 'small-model' now.",
+    "per_task_context.py": "-> prose goes to 'writer'",
+    "multi_worker_redis.py": "3 workers, one learning state: 450 pulls in Redis.",
+    "tracing_otlp.py": "62 spans exported to the console.",
+    "langsmith_evaluator.py": "The router prefers 'solver'.",
 }
 
 
@@ -25,6 +30,7 @@ def test_every_example_is_listed() -> None:
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_example_runs(name: str, tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONWARNINGS": "error"}
+    env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)  # examples export to the console by default
     proc = subprocess.run(
         [sys.executable, str(EXAMPLES / name)],
         capture_output=True,
@@ -35,6 +41,9 @@ def test_example_runs(name: str, tmp_path: Path) -> None:
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
+    if proc.stdout.startswith("skipped: Redis is not reachable"):
+        # Only without BANDIT_ROUTER_REQUIRE_REDIS=1: in CI the example fails instead.
+        pytest.skip(proc.stdout.splitlines()[0])
     assert EXPECTED[name] in proc.stdout, proc.stdout
 
 
