@@ -21,6 +21,8 @@ from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import Field, PrivateAttr
 
+from bandit_router.rewards import inline
+
 __all__ = ["FakeArm", "FakeArmError", "is_right"]
 
 RIGHT = "right"
@@ -227,6 +229,7 @@ class FakeArm(BaseChatModel):
             yield chunk
 
 
+@inline  # a comparison: cheaper than the hop to a worker thread
 def is_right(outputs: Any) -> bool:
     """The evaluator for :class:`FakeArm`: 1 when the answer is ``"right"``."""
     content = outputs.content if isinstance(outputs, BaseMessage) else outputs

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import aclosing
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import anyio
@@ -20,6 +22,7 @@ from langchain_core.runnables.config import (
     get_async_callback_manager_for_config,
     patch_config,
 )
+from langchain_core.utils.uuid import uuid7
 from pydantic import ConfigDict, Field, PrivateAttr, field_validator
 from tenacity import (
     AsyncRetrying,
@@ -40,7 +43,7 @@ from bandit_router._stats import ArmStatistics, Prior
 from bandit_router._sync import iterate_sync, run_sync
 from bandit_router.policies import Policy
 from bandit_router.rewards import Evaluator, coerce_score
-from bandit_router.telemetry import RouteSpan, Telemetry, evaluator_name
+from bandit_router.telemetry import AttemptSpan, RouteSpan, Telemetry, evaluator_name
 
 __all__ = ["BanditRouterRunnable", "is_transient"]
 
@@ -153,13 +156,9 @@ class BanditRouterRunnable(RunnableSerializable[Any, Any]):
     capture_content: bool = False
     telemetry: bool = True
 
-    _bandit: Bandit = PrivateAttr()
-    _telemetry: Telemetry = PrivateAttr()
-    _evaluator_name: str = PrivateAttr(default="reward")
-    _evaluator: Evaluator | None = PrivateAttr(default=None)
-    _evaluator_errors: dict[str, int] = PrivateAttr(default_factory=dict)
-    # Not a function default: pydantic would bind it like a method.
-    _retry_predicate: Callable[[BaseException], bool] | None = PrivateAttr(default=None)
+    # Everything live sits in one plain object: pydantic serves each private attribute through
+    # a slow ``__getattr__``, and a call would otherwise pay for that a dozen times.
+    _core: _Core = PrivateAttr()
 
     ARM_CONFIG_KEY: ClassVar[str] = "bandit_arm"
 
@@ -200,15 +199,14 @@ class BanditRouterRunnable(RunnableSerializable[Any, Any]):
                 raise ConfigurationError(
                     f"retry_if must be a predicate or a tuple of exception types, got {retry_if!r}"
                 )
-            types = retry_if
-            self._retry_predicate = lambda exc: isinstance(exc, types)
+            predicate: Callable[[BaseException], bool] = _instance_of(retry_if)
         elif callable(retry_if):
-            self._retry_predicate = retry_if
+            predicate = retry_if
         else:
             raise ConfigurationError(f"retry_if must be a callable, got {retry_if!r}")
         if self.context_key is not None and not callable(self.context_key):
             raise ConfigurationError(f"context_key must be a callable, got {self.context_key!r}")
-        self._bandit = Bandit(
+        bandit = Bandit(
             list(self.arms),
             name=self.name or "bandit_router",
             policy=policy,
@@ -222,17 +220,28 @@ class BanditRouterRunnable(RunnableSerializable[Any, Any]):
             seed=self.seed,
             context_prior_weight=self.context_prior_weight,
         )
-        self._evaluator = None if self.reward is None else Evaluator(self.reward)
-        self._evaluator_errors = {}
-        self._telemetry = Telemetry(
-            tracer_provider=self.tracer_provider,
-            meter_provider=self.meter_provider,
-            capture_content=self.capture_content,
-            enabled=self.telemetry,
-            arms=self.arms,
+        reward = self.reward
+        evaluator = (
+            None
+            if reward is None
+            else reward
+            if isinstance(reward, Evaluator)
+            else Evaluator(reward)
         )
-        if self.reward is not None:
-            self._evaluator_name = evaluator_name(self.reward)
+        self._core = _Core(
+            bandit=bandit,
+            telemetry=Telemetry(
+                tracer_provider=self.tracer_provider,
+                meter_provider=self.meter_provider,
+                capture_content=self.capture_content,
+                enabled=self.telemetry,
+                arms=self.arms,
+            ),
+            evaluator=evaluator,
+            evaluator_name="reward" if evaluator is None else evaluator_name(evaluator.fn),
+            evaluator_errors={},
+            retry_predicate=predicate,
+        )
 
     @classmethod
     def is_lc_serializable(cls) -> bool:
@@ -293,49 +302,65 @@ class BanditRouterRunnable(RunnableSerializable[Any, Any]):
     ) -> AsyncGenerator[Any, None]:
         """Call one arm with retries; yields its output (or chunks). Raises its last error."""
         runnable = self.arms[arm]
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.max_attempts),
-            retry=retry_if_exception(self._retry_predicate or is_transient),
-            # Full jitter (AWS's advice for rate limits): uniform in [0, min(max, m * 2**n)].
-            wait=wait_random_exponential(
-                multiplier=self.retry_initial_wait, max=self.retry_max_wait
-            ),
-            reraise=True,
-        )
-        n = 0
-        out: Any = _EMPTY
-        it: AsyncIterator[Any] | None = None
-        span = None
-        # Nothing is yielded inside ``with attempt``: tenacity's attempt swallows every
-        # exception raised in its block, including a consumer's GeneratorExit.
-        async for attempt in retrying:
-            n += 1
-            with attempt:
-                if n > 1:  # the previous attempt failed and is being retried: count it
-                    await self._bandit.record_failure(arm, context=decision.context)
-                child = self._child_config(config, run_manager, arm, n)
-                span = route.attempt(arm, n)
-                try:
-                    # activate(): the attempt's span is current around ONE await, never a yield
-                    if not stream:
-                        with span.activate(), anyio.fail_after(self.timeout):
-                            out = await runnable.ainvoke(input, child, **kwargs)
-                    else:
-                        it = runnable.astream(input, child, **kwargs).__aiter__()
-                        try:
-                            with span.activate(), anyio.fail_after(self.timeout):
-                                out = await it.__anext__()
-                        except StopAsyncIteration:
-                            out = _EMPTY
-                        except BaseException:
-                            await _aclose(it)
-                            raise
-                except BaseException as exc:
-                    span.failed(exc)
-                    raise
+        timeout = self.timeout
+
+        async def attempt(n: int) -> tuple[Any, AsyncIterator[Any] | None, AttemptSpan]:
+            """One attempt: the output (a stream's first chunk and the rest of the stream)."""
+            child = self._child_config(config, run_manager, arm, n)
+            span = route.attempt(arm, n)
+            it: AsyncIterator[Any] | None = None
+            try:
+                # activate(): the attempt's span is current around ONE await, never a yield
                 if not stream:
+                    with span.activate():
+                        async with asyncio.timeout(timeout):
+                            out = await runnable.ainvoke(input, child, **kwargs)
                     span.ok(out)
-        assert span is not None  # tenacity made at least one attempt
+                    return out, None, span
+                it = runnable.astream(input, child, **kwargs).__aiter__()
+                try:
+                    with span.activate():
+                        async with asyncio.timeout(timeout):
+                            out = await it.__anext__()
+                except StopAsyncIteration:
+                    out = _EMPTY
+                except BaseException:
+                    await _aclose(it)
+                    raise
+                return out, it, span
+            except BaseException as exc:
+                span.failed(exc)
+                raise
+
+        try:
+            # The first attempt runs without tenacity: the common case (it succeeds) should not
+            # pay for building and driving a retry loop.
+            out, it, span = await attempt(1)
+        except Exception as first:
+            predicate = self._core.retry_predicate
+            if self.max_attempts == 1 or not predicate(first):
+                raise
+            # Built per call, never shared: tenacity keeps its state per instance and thread,
+            # so concurrent tasks sharing one would corrupt each other's attempt counts.
+            retrying = AsyncRetrying(
+                stop=stop_after_attempt(self.max_attempts),
+                retry=retry_if_exception(predicate),
+                # Full jitter (AWS's advice for rate limits): uniform in [0, min(max, m * 2**n)].
+                wait=wait_random_exponential(
+                    multiplier=self.retry_initial_wait, max=self.retry_max_wait
+                ),
+                reraise=True,
+            )
+            # Nothing is yielded inside ``with attempt``: tenacity's attempt swallows every
+            # exception raised in its block, including a consumer's GeneratorExit.
+            async for retry in retrying:
+                with retry:
+                    n = retry.retry_state.attempt_number
+                    if n == 1:
+                        raise first  # replay the first attempt's failure: tenacity decides
+                    # the previous attempt failed and is being retried: count it
+                    await self._core.bandit.record_failure(arm, context=decision.context)
+                    out, it, span = await attempt(n)
         try:
             if out is not _EMPTY:
                 if stream:
@@ -355,17 +380,31 @@ class BanditRouterRunnable(RunnableSerializable[Any, Any]):
     ) -> AsyncGenerator[Any, None]:
         config = ensure_config(config)
         cm = get_async_callback_manager_for_config(config)
-        run_manager = await cm.on_chain_start(
-            None,
-            input,
-            name=config.get("run_name") or self.get_name(),
-            run_id=config.pop("run_id", None),
-        )
+        given_run_id = config.pop("run_id", None)
+        listened = bool(cm.handlers or cm.inheritable_handlers)
+        if listened:
+            run_manager = await cm.on_chain_start(
+                None, input, name=config.get("run_name") or self.get_name(), run_id=given_run_id
+            )
+        else:
+            # Nobody listens (no tracer, no handler): the same run manager LangChain would
+            # build, without its no-op event round trips (its on_chain_end alone schedules a
+            # shielded task). The arm still runs as this run's child, with its tags.
+            run_manager = AsyncCallbackManagerForChainRun(
+                run_id=given_run_id or uuid7(),
+                handlers=[],
+                inheritable_handlers=[],
+                parent_run_id=cm.parent_run_id,
+                tags=cm.tags,
+                inheritable_tags=cm.inheritable_tags,
+                metadata=cm.metadata,
+                inheritable_metadata=cm.inheritable_metadata,
+            )
         run_id = str(run_manager.run_id)
-        bandit = self._bandit
-        route = self._telemetry.start_route(
-            self.name or "bandit_router", run_id=run_id, input=input
-        )
+        core = self._core
+        bandit = core.bandit
+        evaluator = core.evaluator
+        route = core.telemetry.start_route(self.name or "bandit_router", run_id=run_id, input=input)
         decision: Decision | None = None
         settled = False
         final: Any = None
@@ -426,9 +465,11 @@ class BanditRouterRunnable(RunnableSerializable[Any, Any]):
                     t0 = time.perf_counter()  # latency is the answering arm's own
             latency = time.perf_counter() - t0 if not stream else (first_chunk_s or 0.0)
             output = self._stamp(final, decision) if not stream else final
-            if self._evaluator is not None:
-                await self._score(input, output, decision, run_id, config, latency, route)
-            settled = self._evaluator is not None
+            if evaluator is not None:
+                await self._score(
+                    core, evaluator, input, output, decision, run_id, config, latency, route
+                )
+            settled = evaluator is not None
             if not stream:
                 yield output
         except BaseException as exc:
@@ -437,14 +478,18 @@ class BanditRouterRunnable(RunnableSerializable[Any, Any]):
                 with anyio.CancelScope(shield=True):
                     with contextlib.suppress(BanditRouterError):
                         await bandit.release(decision.decision_id)
-            await _shielded_error(run_manager, exc)
+            if listened:
+                await _shielded_error(run_manager, exc)
             raise
         else:
             route.end(output=output)
-            await run_manager.on_chain_end(final if stream else output)
+            if listened:
+                await run_manager.on_chain_end(final if stream else output)
 
     async def _score(
         self,
+        core: _Core,
+        evaluator: Evaluator,
         input: Any,
         output: Any,
         decision: Decision,
@@ -453,10 +498,9 @@ class BanditRouterRunnable(RunnableSerializable[Any, Any]):
         latency: float,
         route: RouteSpan,
     ) -> float | None:
-        assert self._evaluator is not None
         t0 = time.perf_counter()
         try:
-            score = await self._evaluator(
+            score = await evaluator(
                 inputs=input,
                 outputs=output,
                 arm=decision.arm,
@@ -466,19 +510,20 @@ class BanditRouterRunnable(RunnableSerializable[Any, Any]):
                 usage=_usage(output),
             )
         except Exception as exc:
-            route.evaluator_error(exc, self._evaluator_name, elapsed_s=time.perf_counter() - t0)
-            self._evaluator_errors[decision.arm] = self._evaluator_errors.get(decision.arm, 0) + 1
+            route.evaluator_error(exc, core.evaluator_name, elapsed_s=time.perf_counter() - t0)
+            errors = core.evaluator_errors
+            errors[decision.arm] = errors.get(decision.arm, 0) + 1
             logger.warning(
                 "bandit_router: evaluator failed for arm %r (no reward counted): %s: %s",
                 decision.arm,
                 type(exc).__name__,
                 exc,
             )
-            await self._bandit.release(decision.decision_id)
+            await core.bandit.release(decision.decision_id)
             return None
         elapsed = time.perf_counter() - t0
-        await self._bandit.reward(decision.decision_id, score)
-        route.reward(score, self._evaluator_name, elapsed_s=elapsed)
+        await core.bandit.reward(decision.decision_id, score)
+        route.reward(score, core.evaluator_name, elapsed_s=elapsed)
         return score
 
     def _stamp(self, output: Any, decision: Decision) -> Any:
@@ -534,9 +579,9 @@ class BanditRouterRunnable(RunnableSerializable[Any, Any]):
             UnknownDecisionError: If the run id is unknown, already scored or expired.
         """
         decision_id = str(run_id)
-        with self._telemetry.feedback(decision_id, self.name or "bandit_router") as span:
+        with self._core.telemetry.feedback(decision_id, self.name or "bandit_router") as span:
             value = coerce_score(score)
-            done = await self._bandit.reward(decision_id, value)
+            done = await self._core.bandit.reward(decision_id, value)
             span.settled(value, arm=done.arm, context=done.context)
 
     def record_feedback(self, run_id: uuid.UUID | str, score: object) -> None:
@@ -545,7 +590,7 @@ class BanditRouterRunnable(RunnableSerializable[Any, Any]):
 
     async def astatistics(self, context: str = "") -> dict[str, ArmStatistics]:
         """Return a frozen report per arm, read from the store."""
-        return await self._bandit.statistics(context)
+        return await self._core.bandit.statistics(context)
 
     def statistics(self, context: str = "") -> dict[str, ArmStatistics]:
         """Sync face of :meth:`astatistics`."""
@@ -554,17 +599,15 @@ class BanditRouterRunnable(RunnableSerializable[Any, Any]):
     @property
     def evaluator_errors(self) -> dict[str, int]:
         """How many times the evaluator failed per arm, in this process."""
-        return dict(self._evaluator_errors)
+        return dict(self._core.evaluator_errors)
 
     # --- derived routers that share the learning --------------------------------------------
 
     def _derive(self, arms: dict[str, Runnable[Any, Any]]) -> BanditRouterRunnable:
         clone = self.model_copy(update={"arms": arms})
-        clone._bandit = self._bandit  # the same learning state, not a copy
-        clone._evaluator = self._evaluator
-        clone._evaluator_errors = self._evaluator_errors
-        clone._telemetry = self._telemetry  # same spans, metrics and pending links
-        clone._evaluator_name = self._evaluator_name
+        # The same learning state, evaluator, error counts, spans, metrics and pending links:
+        # shared, not copied.
+        clone._core = self._core
         return clone
 
     def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> BanditRouterRunnable:
@@ -581,6 +624,25 @@ class BanditRouterRunnable(RunnableSerializable[Any, Any]):
                 for n, a in self.arms.items()
             }
         )
+
+
+def _instance_of(types: tuple[type[BaseException], ...]) -> Callable[[BaseException], bool]:
+    def predicate(exc: BaseException) -> bool:
+        return isinstance(exc, types)
+
+    return predicate
+
+
+@dataclass(slots=True)
+class _Core:
+    """A router's live parts, shared by the routers derived from it (bind_tools, ...)."""
+
+    bandit: Bandit
+    telemetry: Telemetry
+    evaluator: Evaluator | None
+    evaluator_name: str
+    evaluator_errors: dict[str, int]
+    retry_predicate: Callable[[BaseException], bool]
 
 
 def _call(

@@ -13,15 +13,15 @@ import inspect
 import math
 import numbers
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, Final
+from dataclasses import dataclass, field
+from typing import Any, Final, TypeVar
 
 import anyio.to_thread
 
 from bandit_router._errors import ConfigurationError, InvalidRewardError
 from bandit_router._stats import check_reward
 
-__all__ = ["REWARD_ARGUMENTS", "Evaluator", "Price", "coerce_score", "cost_aware"]
+__all__ = ["REWARD_ARGUMENTS", "Evaluator", "Price", "coerce_score", "cost_aware", "inline"]
 
 #: The keyword arguments an evaluator may ask for by naming them.
 REWARD_ARGUMENTS: Final = frozenset(
@@ -57,26 +57,78 @@ def coerce_score(result: object) -> float:
     return check_reward(value, what=f"evaluator score (from {result!r})")
 
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+#: Attribute set by :func:`inline` on evaluators cheap enough to run on the event loop.
+_INLINE_ATTR: Final = "__bandit_router_inline__"
+
+
+def inline(fn: _F) -> _F:
+    """Mark a cheap sync evaluator to be called on the event loop, without a worker thread.
+
+    By default the router runs a sync evaluator in a worker thread, so a slow judge (an LLM
+    call, a database lookup) cannot stall every other call on the event loop. For a function
+    that takes microseconds (a string comparison, a regex) the thread hop costs far more than
+    the function; mark it with ``@inline`` (or pass ``Evaluator(fn, run_sync_in_thread=False)``
+    as the reward).
+
+    Args:
+        fn: A sync callable that returns quickly and never blocks.
+
+    Returns:
+        ``fn`` itself, marked.
+
+    Raises:
+        ConfigurationError: If ``fn`` is not callable.
+
+    Example:
+        >>> @inline
+        ... def exact(outputs: str) -> bool:
+        ...     return outputs == "42"
+    """
+    if not callable(fn):
+        raise ConfigurationError(f"inline() needs a callable, got {fn!r}")
+    setattr(fn, _INLINE_ATTR, True)
+    return fn
+
+
 @dataclass(frozen=True, slots=True)
 class Evaluator:
     """A reward function wrapped so the router can call it uniformly.
 
+    Pass an ``Evaluator`` as a router's ``reward`` to choose how a sync function runs.
+
     Args:
         fn: The sync or async callable.
-        run_sync_in_thread: Run a sync ``fn`` in a worker thread (default), so a slow judge
-            does not block the event loop; set False for cheap functions.
+        run_sync_in_thread: Run a sync ``fn`` in a worker thread, so a slow judge does not
+            block the event loop. ``None`` (the default): in a thread, unless ``fn`` is
+            marked with :func:`inline`. ``False`` for cheap functions: no thread hop.
 
     Raises:
         ConfigurationError: If ``fn`` is not callable or requires an argument it cannot be given.
     """
 
     fn: Callable[..., Any]
-    run_sync_in_thread: bool = True
+    run_sync_in_thread: bool | None = None
+    # Worked out once: inspecting a signature on every call costs more than many evaluators.
+    _wanted: frozenset[str] | None = field(init=False, repr=False, compare=False, default=None)
+    _mode: str = field(init=False, repr=False, compare=False, default="")
 
     def __post_init__(self) -> None:
         if not callable(self.fn):
             raise ConfigurationError(f"reward must be a callable, got {self.fn!r}")
-        self.wanted()  # validate the signature now, not on the first call
+        if self.run_sync_in_thread not in (None, True, False):
+            raise ConfigurationError(
+                f"run_sync_in_thread must be None, True or False, got {self.run_sync_in_thread!r}"
+            )
+        object.__setattr__(self, "_wanted", self.wanted())  # validates the signature now
+        if self._is_async():
+            mode = "async"
+        elif self.run_sync_in_thread is None:
+            mode = "inline" if getattr(self.fn, _INLINE_ATTR, False) else "thread"
+        else:
+            mode = "thread" if self.run_sync_in_thread else "inline"
+        object.__setattr__(self, "_mode", mode)
 
     def wanted(self) -> frozenset[str] | None:
         """Return the argument names ``fn`` takes (``None`` when it takes ``**kwargs``)."""
@@ -116,11 +168,12 @@ class Evaluator:
             InvalidRewardError: If the result is not a valid score.
             Exception: Whatever the evaluator raises.
         """
-        wanted = self.wanted()
+        wanted = self._wanted
         kwargs = available if wanted is None else {k: available[k] for k in wanted}
-        if self._is_async():
+        mode = self._mode
+        if mode == "async":
             result = await self.fn(**kwargs)
-        elif self.run_sync_in_thread:
+        elif mode == "thread":
             result = await anyio.to_thread.run_sync(lambda: self.fn(**kwargs))
         else:
             result = self.fn(**kwargs)
