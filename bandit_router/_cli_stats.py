@@ -47,7 +47,8 @@ the calls in flight. The arm marked * is the one the policy would choose next (i
 table; "next" in JSON).
 
 The store keeps raw counts and decayed sums, not the router's configuration: give the
-router's own --policy, --decay and --prior for the mean and index to be the ones it sees.
+router's own --policy, --decay, --prior and --cost for the mean and index to be the ones it
+sees.
 Pulls, failures and in-flight calls are read as they are."""
 
 EPILOG: Final = """\
@@ -61,8 +62,8 @@ store URLs:
 columns:
   pulls      completed calls that received a reward (raw count, never decayed)
   mean       the reward estimate the policy sees (decayed, with priors); - : no data
-  index      the policy's index: inf = untried, tried first; - = no index yet (untried
-             arms remain); thompson's index is a random draw
+  index      the policy's index (less the arm's --cost): inf = untried, tried first;
+             - = no index yet (untried arms remain); thompson's index is a random draw
   failures   failed attempts (every retry counts)
   in_flight  calls begun and still waiting for their reward
 
@@ -241,12 +242,13 @@ async def collect(
     policy: Policy | None = None,
     decay: float | None = None,
     priors: dict[str, Prior] | None = None,
+    costs: dict[str, float] | None = None,
 ) -> list[ArmRow]:
     """Read the statistics of every router (or ``name``) and context (or ``context``).
 
     Raises:
-        ConfigurationError: If ``name`` or ``context`` is not in the store, or a prior names
-            an arm that is not listed.
+        ConfigurationError: If ``name`` or ``context`` is not in the store, or a prior or
+            cost names an arm that is not listed.
         StoreError: If the store cannot be read.
     """
     names = await catalog.namespaces()
@@ -270,7 +272,10 @@ async def collect(
             if not listed:
                 continue
             own = {a: p for a, p in (priors or {}).items() if a in listed}
-            engine = Engine(listed, policy=policy, priors=own, decay=decay, seed=0)
+            priced = {a: c for a, c in (costs or {}).items() if a in listed}
+            engine = Engine(
+                listed, policy=policy, priors=own, decay=decay, seed=0, costs=priced or None
+            )
             state = await store.load(ns, ctx, engine.arms, engine.rules)
             stats = state.statistics(engine.decay, engine.priors)
             selection = engine.select(state)
@@ -291,9 +296,11 @@ async def collect(
                         next=arm == selection.arm,
                     )
                 )
-    unknown = sorted(set(priors or {}) - {r.arm for r in rows})
-    if unknown and rows:
-        raise ConfigurationError(f"--prior for unknown arm(s) {unknown}")
+    seen = {r.arm for r in rows}
+    for flag, given in (("--prior", priors), ("--cost", costs)):
+        unknown = sorted(set(given or {}) - seen)
+        if unknown and rows:
+            raise ConfigurationError(f"{flag} for unknown arm(s) {unknown}")
     return rows
 
 
@@ -367,6 +374,19 @@ def _prior(text: str) -> tuple[str, Prior]:
         return arm, Prior(mean=float(mean), weight=float(weight))
     except (ValueError, ConfigurationError) as exc:
         raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
+
+
+def _cost(text: str) -> tuple[str, float]:
+    arm, eq, value = text.rpartition("=")
+    if not eq or not arm:
+        raise argparse.ArgumentTypeError(f"expected ARM=COST, got {text!r}")
+    try:
+        cost = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: not a number") from None
+    if not math.isfinite(cost) or cost < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: a cost must be a finite number >= 0")
+    return arm, cost
 
 
 def _decay(text: str) -> float:
@@ -443,6 +463,15 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         help="one of the router's priors, e.g. gpt-4o=0.8:10 (repeatable)",
     )
     p.add_argument(
+        "--cost",
+        type=_cost,
+        action="append",
+        default=[],
+        metavar="ARM=COST",
+        help="one of the router's known per-call costs (costs=, in reward units), "
+        "subtracted from the index (repeatable)",
+    )
+    p.add_argument(
         "--prefix",
         default="bandit_router",
         help="the RedisStore key prefix (default: bandit_router)",
@@ -472,6 +501,7 @@ async def _run(args: argparse.Namespace, out: TextIO) -> int:
             policy=POLICIES[args.policy](),
             decay=args.decay,
             priors=dict(args.prior),
+            costs=dict(args.cost),
         )
     finally:
         await catalog.aclose()

@@ -132,6 +132,15 @@ def test_filters_arms_priors_and_decay(db: Path) -> None:
     assert data["mini"]["mean"] > 0.5  # the strong prior dominates its few observations
 
 
+def test_known_costs_lower_the_index(db: Path) -> None:
+    _, a, _ = run("--store", str(db), "--context", "", "--format", "json")
+    _, b, _ = run("--store", str(db), "--context", "", "--format", "json", "--cost", "big=0.25")
+    ia = {r["arm"]: r["index"] for r in json.loads(a)}
+    ib = {r["arm"]: r["index"] for r in json.loads(b)}
+    assert ib["big"] == pytest.approx(ia["big"] - 0.25)
+    assert ib["mini"] == ia["mini"]
+
+
 def test_policy_choice_changes_the_index(db: Path) -> None:
     _, a, _ = run("--store", str(db), "--context", "", "--format", "json")
     _, b, _ = run("--store", str(db), "--context", "", "--format", "json", "--policy", "ucb1")
@@ -173,6 +182,7 @@ def test_a_router_written_by_the_runnable(tmp_path: Path) -> None:
         (["--store", "{db}", "--name", "nobody"], "no router named 'nobody'"),
         (["--store", "{db}", "--context", "nowhere"], "has no context 'nowhere'"),
         (["--store", "{db}", "--prior", "ghost=0.5:1"], "unknown arm"),
+        (["--store", "{db}", "--cost", "ghost=0.5"], "--cost for unknown arm"),
     ],
 )
 def test_errors_are_one_clear_line(
@@ -206,7 +216,15 @@ def test_empty_store(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", [["--decay", "0"], ["--decay", "x"], ["--prior", "a=2:1"], ["--prior", "a"]]
+    "bad",
+    [
+        ["--decay", "0"],
+        ["--decay", "x"],
+        ["--prior", "a=2:1"],
+        ["--prior", "a"],
+        ["--cost", "a=-1"],
+        ["--cost", "a"],
+    ],
 )
 def test_bad_arguments_are_usage_errors(bad: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
@@ -221,7 +239,7 @@ def test_help_is_complete(capsys: pytest.CaptureFixture[str]) -> None:
     text = capsys.readouterr().out
     for word in (
         "--store", "--name", "--context", "--arms", "--policy", "--decay", "--prior",
-        "--prefix", "--format", "sqlite:///", "redis://", "pulls", "mean", "index",
+        "--cost", "--prefix", "--format", "sqlite:///", "redis://", "pulls", "mean", "index",
         "failures", "in_flight", "exit status",
     ):  # fmt: skip
         assert word in text, word
