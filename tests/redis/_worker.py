@@ -1,10 +1,11 @@
 """Worker process of the RedisStore multi-process test: ``python _worker.py JSON``.
 
-It routes ``decisions`` calls through a :class:`Bandit` on a :class:`RedisStore` with ``tasks``
-concurrent tasks, rewarding every other decision itself and handing the rest to another
-worker (through a file), then rewards the decisions another worker handed to it. Rewards are
-a function of the decision id (multiples of 1/1024, so every sum is exact), so whoever settles
-a decision gives it the same reward.
+It routes ``decisions`` calls through a :class:`BanditRouterRunnable` (fake chat-model arms,
+delayed feedback) on a :class:`RedisStore` with ``tasks`` concurrent tasks, recording the
+feedback of every other call itself and handing the rest to another worker (through a file),
+then records the feedback of the calls another worker handed to it. Rewards are a function of
+the decision id (multiples of 1/1024, so every sum is exact), so whoever settles a decision
+gives it the same reward.
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ import asyncio
 import json
 import random
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
 from bandit_router_redis import RedisStore
 
-from bandit_router import Bandit
+from bandit_router import BanditRouterRunnable
+from bandit_router.testing import FakeArm
 
 ARMS = ("a", "b", "c")
 
@@ -36,24 +39,32 @@ async def wait_for(path: Path) -> None:
 async def main(p: dict[str, Any]) -> dict[str, Any]:
     store = RedisStore(p["url"], prefix=p["prefix"])
     try:
-        bandit = Bandit(ARMS, name=p["name"], store=store, seed=p["worker"])
-        await bandit.state()  # connected before the start
+        router = BanditRouterRunnable(
+            arms={a: FakeArm(quality=0.5, seed=i) for i, a in enumerate(ARMS)},
+            name=p["name"],
+            store=store,
+            seed=p["worker"],
+        )
+        await router.astatistics()  # connected before the start
         print("ready", flush=True)
         await wait_for(Path(p["go"]))
 
-        routed: list[list[str]] = []  # [decision id, arm] of every decision routed here
+        routed: list[list[str]] = []  # [decision id, arm] of every call routed here
         handoff: list[list[str]] = []
         counter = iter(range(p["decisions"]))
 
         async def task() -> None:
             for i in counter:
-                d = await bandit.choose(decision_id=f"w{p['worker']}-{i}")
-                routed.append([d.decision_id, d.arm])
+                run_id = uuid.uuid5(uuid.NAMESPACE_URL, f"w{p['worker']}-{i}")
+                out = await router.ainvoke("hi", {"run_id": run_id})
+                meta = out.response_metadata["bandit_router"]
+                did, arm = meta["decision_id"], meta["arm"]
+                assert did == str(run_id)
+                routed.append([did, arm])
                 if i % 2:
-                    handoff.append([d.decision_id, d.arm])
+                    handoff.append([did, arm])
                 else:
-                    done = await bandit.reward(d.decision_id, reward_for(d.decision_id))
-                    assert done.arm == d.arm
+                    await router.arecord_feedback(run_id, reward_for(did))
 
         await asyncio.gather(*(task() for _ in range(p["tasks"])))
         Path(p["handoff_out"]).write_text(json.dumps(handoff))
@@ -66,8 +77,11 @@ async def main(p: dict[str, Any]) -> dict[str, Any]:
 
         async def settler() -> None:
             for did, arm in theirs:
-                done = await bandit.reward(did, reward_for(did))
-                settled.append([did, done.arm, arm])
+                # Which arm does this process see the decision on, before settling it here?
+                pending = await store.pending(p["name"], did)
+                assert pending is not None, did
+                await router.arecord_feedback(did, reward_for(did))
+                settled.append([did, pending.arm, arm])
 
         await asyncio.gather(*(settler() for _ in range(p["tasks"])))
         return {"routed": routed, "settled": settled, "degraded": store.degraded}

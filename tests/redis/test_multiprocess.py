@@ -1,4 +1,9 @@
-"""Four OS processes route through one router name on Redis: exact totals, feedback anywhere."""
+"""Four OS processes route calls through one router name on Redis: exact totals, feedback anywhere.
+
+Each worker (``_worker.py``) runs a real :class:`~bandit_router.BanditRouterRunnable` over fake
+chat models and records delayed feedback with ``arecord_feedback``, half of it for calls that
+another process routed.
+"""
 
 from __future__ import annotations
 

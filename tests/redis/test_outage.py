@@ -16,9 +16,14 @@ import anyio.to_thread
 import pytest
 from bandit_router_redis import RedisStore
 from bandit_router_redis.testing import RedisServer
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from bandit_router import Bandit, StoreError, UnknownDecisionError
+from bandit_router import Bandit, BanditRouterRunnable, StoreError, UnknownDecisionError
+from bandit_router._runnable import DEGRADED_STORE
 from bandit_router.stores import Outcome, Rules
+from bandit_router.testing import FakeArm, is_right
 
 pytestmark = pytest.mark.anyio
 
@@ -243,3 +248,63 @@ async def test_a_restart_without_persistence_starts_empty(
         assert any("went back" in r.getMessage() for r in caplog.records)
     finally:
         await store.aclose()
+
+
+async def test_the_router_keeps_answering_through_an_outage(server: RedisServer) -> None:
+    """Through ``BanditRouterRunnable``: every call answers; degraded calls are marked on spans."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    store = fast_store(server, buffer_size=10_000)
+    total = 900
+    arms = {
+        name: FakeArm(quality=q, seed=i)
+        for i, (name, q) in enumerate(zip(ARMS, (0.9, 0.6, 0.3), strict=True))
+    }
+    router = BanditRouterRunnable(
+        arms=arms, reward=is_right, store=store, name="router", tracer_provider=provider
+    )
+    answered: list[tuple[str, float]] = []  # (arm, reward) of every call, as the caller saw it
+    try:
+        calls = iter(range(total))
+
+        async def caller() -> None:
+            for _ in calls:
+                out = await router.ainvoke("hi")  # must never raise, outage or not
+                answered.append(
+                    (out.response_metadata["bandit_router"]["arm"], float(is_right(out)))
+                )
+
+        async def chaos() -> None:
+            while len(answered) < total // 3:
+                await anyio.sleep(0.001)
+            await anyio.to_thread.run_sync(server.stop, signal.SIGKILL)
+            while len(answered) < 2 * total // 3:
+                await anyio.sleep(0.001)
+            await anyio.to_thread.run_sync(server.start)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(chaos)
+            for _ in range(8):
+                tg.start_soon(caller)
+        await recovered(store)
+        assert (store.dropped, store.rejected) == (0, 0)
+    finally:
+        await store.aclose()
+    assert len(answered) == total
+    routes = [s for s in exporter.get_finished_spans() if s.name == "bandit_router.route"]
+    assert len(routes) == total
+    marked = [s for s in routes if (s.attributes or {}).get("bandit_router.degraded")]
+    assert marked, "no route span was marked degraded during the outage"
+    assert all(s.attributes["bandit_router.degraded"] == DEGRADED_STORE for s in marked)  # type: ignore[index]
+    assert len(marked) < total  # the calls before the outage were not marked
+
+    # Redis, read by a fresh store, holds every call's reward exactly once.
+    check = fast_store(server)
+    try:
+        st = await check.load("router", "", ARMS, Bandit(ARMS).engine.rules)
+        assert st.pulls == [sum(1 for a, _ in answered if a == arm) for arm in ARMS]
+        assert st.reward_sum == [sum(r for a, r in answered if a == arm) for arm in ARMS]
+        assert st.in_flight == [0, 0, 0]
+    finally:
+        await check.aclose()
