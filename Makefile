@@ -22,8 +22,9 @@ $(BENCH): pyproject.toml | $(DEV)
 
 setup: $(DEV)  ## create .venv and install the package with its dev dependencies
 
-demo: $(DEV)  ## route between fake arms of known quality and print what the router learned
+demo: $(DEV)  ## fake arms of known quality, then a replay of real LLM outcomes (RouterBench) with a plot
 	$(BIN)/python examples/quickstart.py
+	$(BIN)/bandit-router replay --lam 1 --seeds 5 --plot replay.png
 
 test: $(DEV)  ## the whole test suite (the long variants marked slow run in `make soak`)
 	$(BIN)/python -m pytest -m "not slow"

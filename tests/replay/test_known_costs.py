@@ -68,3 +68,25 @@ async def test_bandit_passes_costs_to_its_engine() -> None:
     bandit = Bandit(["a", "b"], costs={"a": 0.25}, seed=1)
     assert bandit.engine.costs == (0.25, 0.0)
     assert Bandit(["a", "b"], costs={}).engine.costs is None
+
+
+def test_router_routes_on_quality_less_known_cost() -> None:
+    from bandit_router import BanditRouterRunnable
+    from bandit_router.testing import FakeArm, is_right
+
+    router = BanditRouterRunnable(
+        arms={"dear": FakeArm(quality=0.95, seed=1), "cheap": FakeArm(quality=0.8, seed=2)},
+        reward=is_right,
+        costs={"dear": 0.5},  # quality 0.95 less 0.5 is worth less than 0.8 for free
+        seed=3,
+        telemetry=False,
+    )
+    for _ in range(200):
+        router.invoke("2 + 2?")
+    stats = router.statistics()
+    assert stats["cheap"].pulls > 150
+    assert stats["dear"].mean is not None
+    assert stats["dear"].mean > 0.6  # the statistics are quality, not quality less cost
+    # Raised in the pydantic model's validation: a ValueError naming the bad value.
+    with pytest.raises(ValueError, match="cost for unknown arm 'other'"):
+        BanditRouterRunnable(arms={"a": FakeArm()}, costs={"other": 0.1})
