@@ -104,6 +104,10 @@ class BanditRouterRunnable(RunnableSerializable[Any, Any]):
         context_key: ``callable(input) -> str``: separate statistics per context.
         context_prior_weight: Seed each context from the global statistics as a prior worth
             at most this many observations (``None``: contexts start from zero).
+        costs: ``{arm: cost}``: each arm's *known* cost per call, in the reward's units,
+            subtracted from its policy index: cost is known, quality is learned. Give a
+            quality-only ``reward`` then; for the trade-off ``quality - lam * usd / max_usd``
+            the cost is ``lam * usd_per_call / max_usd``. Arms not listed cost 0.
         max_attempts: Attempts per arm (tenacity), >= 1.
         timeout: Seconds per attempt (``None``: no limit).
         retry_if: Which exceptions are retried on the same arm: a predicate or a tuple of
@@ -138,6 +142,7 @@ class BanditRouterRunnable(RunnableSerializable[Any, Any]):
     name: str | None = "bandit_router"
     context_key: Callable[[Any], str] | None = None
     context_prior_weight: float | None = None
+    costs: dict[str, float] | None = None
     max_attempts: int = 3
     timeout: float | None = 30.0
     retry_if: Callable[[BaseException], bool] | tuple[type[BaseException], ...] = Field(
@@ -219,6 +224,7 @@ class BanditRouterRunnable(RunnableSerializable[Any, Any]):
             max_pending=self.max_pending,
             seed=self.seed,
             context_prior_weight=self.context_prior_weight,
+            costs=self.costs,
         )
         reward = self.reward
         evaluator = (
