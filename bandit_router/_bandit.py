@@ -149,7 +149,12 @@ class Bandit:
         did = str(uuid.uuid4()) if decision_id is None else _check_id(decision_id)
         engine = self.engine
         picked: list[Selection] = []
-        priors = await self._context_priors(context)
+        # No await (and no coroutine) for the common case: no context seeding.
+        priors = (
+            await self._context_priors(context)
+            if context and self.context_prior_weight
+            else DEFAULT
+        )
 
         def choose(state: BanditState) -> str:
             sel = engine.select(state, exclude, priors)

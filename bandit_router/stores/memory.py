@@ -65,7 +65,7 @@ class InMemoryStore:
         st = sp.contexts.get(context)
         if st is None:
             st = sp.contexts[context] = BanditState(arms)
-        elif not set(arms) <= set(st.arms):
+        elif st.arms != arms and not set(arms) <= set(st.arms):  # sets only when they differ
             st = sp.contexts[context] = _widen(st, arms)
         return st
 
