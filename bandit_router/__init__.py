@@ -8,6 +8,7 @@ concurrency-aware selection and pluggable state stores.
 from __future__ import annotations
 
 from bandit_router._bandit import Bandit, Decision
+from bandit_router._chat_model import ChatBanditRouter
 from bandit_router._engine import PendingDecision, Selection
 from bandit_router._errors import (
     AllArmsFailedError,
@@ -31,6 +32,7 @@ __all__ = [
     "Bandit",
     "BanditRouterError",
     "BanditRouterRunnable",
+    "ChatBanditRouter",
     "ConfigurationError",
     "CorruptStateError",
     "Decision",

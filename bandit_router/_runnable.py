@@ -10,6 +10,7 @@ import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, ClassVar
 
 import anyio
@@ -299,20 +300,19 @@ class BanditRouterRunnable(RunnableSerializable[Any, Any]):
         self,
         arm: str,
         input: Any,
-        config: RunnableConfig,
-        run_manager: AsyncCallbackManagerForChainRun,
+        call: RouteCall,
         stream: bool,
         kwargs: dict[str, Any],
         decision: Decision,
         route: RouteSpan,
     ) -> AsyncGenerator[Any, None]:
         """Call one arm with retries; yields its output (or chunks). Raises its last error."""
-        runnable = self.arms[arm]
+        runnable = self.arms[arm] if call.prepare is None else call.prepare(arm, self.arms[arm])
         timeout = self.timeout
 
         async def attempt(n: int) -> tuple[Any, AsyncIterator[Any] | None, AttemptSpan]:
             """One attempt: the output (a stream's first chunk and the rest of the stream)."""
-            child = self._child_config(config, run_manager, arm, n)
+            child = call.child_config(arm, n)
             span = route.attempt(arm, n)
             it: AsyncIterator[Any] | None = None
             try:
@@ -384,6 +384,7 @@ class BanditRouterRunnable(RunnableSerializable[Any, Any]):
     async def _route(
         self, input: Any, config: RunnableConfig | None, stream: bool, kwargs: dict[str, Any]
     ) -> AsyncGenerator[Any, None]:
+        """The Runnable faces' call: a chain run of its own around the routing core."""
         config = ensure_config(config)
         cm = get_async_callback_manager_for_config(config)
         given_run_id = config.pop("run_id", None)
@@ -406,7 +407,32 @@ class BanditRouterRunnable(RunnableSerializable[Any, Any]):
                 metadata=cm.metadata,
                 inheritable_metadata=cm.inheritable_metadata,
             )
-        run_id = str(run_manager.run_id)
+        call = RouteCall(str(run_manager.run_id), partial(self._child_config, config, run_manager))
+        try:
+            async with aclosing(self._run(input, config, call, stream, kwargs)) as items:
+                async for item in items:
+                    yield item
+        except BaseException as exc:
+            if listened:
+                await _shielded_error(run_manager, exc)
+            raise
+        if listened:
+            await run_manager.on_chain_end(call.final)
+
+    async def _run(
+        self,
+        input: Any,
+        config: RunnableConfig,
+        call: RouteCall,
+        stream: bool,
+        kwargs: dict[str, Any],
+    ) -> AsyncGenerator[Any, None]:
+        """The one routing implementation; yields the output, or a stream's chunks.
+
+        Whoever owns the call's run (``_route``'s chain run, or LangChain's chat model run for
+        ``ChatBanditRouter``) opens and closes it; ``call`` says how to reach the arms under it.
+        """
+        run_id = call.run_id
         core = self._core
         bandit = core.bandit
         evaluator = core.evaluator
@@ -416,16 +442,21 @@ class BanditRouterRunnable(RunnableSerializable[Any, Any]):
         final: Any = None
         try:
             context = self._context(input)
-            pinned = (config.get("configurable") or {}).get(self.ARM_CONFIG_KEY)
+            pinned = call.pinned
+            how = "model"
+            if pinned is None:
+                pinned = (config.get("configurable") or {}).get(self.ARM_CONFIG_KEY)
+                how = f"configurable {self.ARM_CONFIG_KEY}"
             exclude: tuple[str, ...] = ()
             if pinned is not None:
                 if pinned not in self.arms:
                     raise UnknownArmError(
-                        f"configurable {self.ARM_CONFIG_KEY}={pinned!r} is not an arm; "
-                        f"the arms are {list(self.arms)}"
+                        f"{how}={pinned!r} is not an arm; the arms are {list(self.arms)}"
                     )
                 exclude = tuple(a for a in self.arms if a != pinned)
-            decision = await bandit.choose(context=context, decision_id=run_id, exclude=exclude)
+            decision = call.decision = await bandit.choose(
+                context=context, decision_id=run_id, exclude=exclude
+            )
             route.decision(decision.selection, decision.decision_id, decision.context)
             errors: dict[str, BaseException] = {}
             t0 = time.perf_counter()
@@ -435,9 +466,7 @@ class BanditRouterRunnable(RunnableSerializable[Any, Any]):
                 produced = False
                 try:
                     async with aclosing(
-                        self._attempts(
-                            arm, input, config, run_manager, stream, kwargs, decision, route
-                        )
+                        self._attempts(arm, input, call, stream, kwargs, decision, route)
                     ) as attempts:
                         async for item in attempts:
                             if not produced:
@@ -466,7 +495,7 @@ class BanditRouterRunnable(RunnableSerializable[Any, Any]):
                         if produced or pinned is not None or not self.fallback:
                             raise  # mid-stream, pinned or no fallback: the arm's own error
                         raise AllArmsFailedError(errors) from exc
-                    decision = await bandit.reroute(decision, exclude=tuple(errors))
+                    decision = call.decision = await bandit.reroute(decision, exclude=tuple(errors))
                     route.fallback(arm, decision.arm, exc)
                     t0 = time.perf_counter()  # latency is the answering arm's own
             latency = time.perf_counter() - t0 if not stream else (first_chunk_s or 0.0)
@@ -476,6 +505,7 @@ class BanditRouterRunnable(RunnableSerializable[Any, Any]):
                     core, evaluator, input, output, decision, run_id, config, latency, route
                 )
             settled = evaluator is not None
+            call.final = final if stream else output
             if not stream:
                 yield output
         except BaseException as exc:
@@ -484,13 +514,9 @@ class BanditRouterRunnable(RunnableSerializable[Any, Any]):
                 with anyio.CancelScope(shield=True):
                     with contextlib.suppress(BanditRouterError):
                         await bandit.release(decision.decision_id)
-            if listened:
-                await _shielded_error(run_manager, exc)
             raise
         else:
             route.end(output=output)
-            if listened:
-                await run_manager.on_chain_end(final if stream else output)
 
     async def _score(
         self,
@@ -640,6 +666,29 @@ def _instance_of(types: tuple[type[BaseException], ...]) -> Callable[[BaseExcept
 
 
 @dataclass(slots=True)
+class RouteCall:
+    """One call as its face sets it up for the routing core (``_route``).
+
+    The Runnable faces open a chain run of their own; ``ChatBanditRouter``'s calls are
+    LangChain chat model runs. Either way the core decides, calls, retries, falls back and
+    learns the same; this says the rest.
+    """
+
+    #: The call's run id, which is also its decision id.
+    run_id: str
+    #: ``(arm, attempt) -> config`` for one attempt's child run.
+    child_config: Callable[[str, int], RunnableConfig]
+    #: ``(arm name, arm) -> runnable`` to call instead (e.g. the arm with tools bound).
+    prepare: Callable[[str, Runnable[Any, Any]], Runnable[Any, Any]] | None = None
+    #: An arm this call must use (a chat model's ``model=``), before ``configurable``.
+    pinned: str | None = None
+    #: Set by the core: the decision, as soon as it is made (and again after a fallback).
+    decision: Decision | None = None
+    #: Set by the core: the output (for a stream, its chunks added up).
+    final: Any = None
+
+
+@dataclass(slots=True)
 class _Core:
     """A router's live parts, shared by the routers derived from it (bind_tools, ...)."""
 
@@ -652,8 +701,9 @@ class _Core:
 
 
 def _call(
-    arm: Runnable[Any, Any], method: str, name: str, *args: Any, **kwargs: Any
+    arm: Runnable[Any, Any], method: str, name: str, /, *args: Any, **kwargs: Any
 ) -> Runnable[Any, Any]:
+    # Positional-only: the arm's own method may take ``method=`` or ``name=`` keywords.
     fn = getattr(arm, method, None)
     if fn is None:
         raise ConfigurationError(f"arm {name!r} ({type(arm).__name__}) has no {method}()")

@@ -7,6 +7,10 @@
 * :class:`FakeArm` is a fake chat model of known quality (right answers with a given
   probability, scripted failures, latency, hangs, token usage, streaming), and
   :func:`is_right` the evaluator that scores it.
+* :class:`ScriptedArm` is a fake chat model that reads its prompt: it calls bound tools (with
+  arguments taken from the prompt, right with a given probability), answers in JSON for
+  structured output, and streams text, tool-call chunks and token usage. Agents and
+  LangChain's standard chat-model tests run on it offline.
 * :class:`FrozenClock` is a clock that only moves when told to, for tests of pending-decision
   expiry (``Bandit(clock=FrozenClock())``).
 
@@ -27,10 +31,11 @@ from collections.abc import Sequence
 from bandit_router._engine import Engine
 from bandit_router._errors import ConfigurationError
 from bandit_router._fakes import FakeArm, FakeArmError, is_right
+from bandit_router._scripted import ScriptedArm
 from bandit_router._stats import check_decay
 from bandit_router.policies import Policy
 
-__all__ = ["FakeArm", "FakeArmError", "FrozenClock", "is_right", "simulate"]
+__all__ = ["FakeArm", "FakeArmError", "FrozenClock", "ScriptedArm", "is_right", "simulate"]
 
 
 def _check_means(means: object, what: str) -> tuple[float, ...]:

@@ -20,6 +20,7 @@ EXPECTED = {
     "multi_worker_redis.py": "3 workers, one learning state: 450 pulls in Redis.",
     "tracing_otlp.py": "62 spans exported to the console.",
     "langsmith_evaluator.py": "The router prefers 'solver'.",
+    "agent_tools.py": "the agent's model prefers 'careful-model'",
 }
 
 

@@ -27,6 +27,7 @@ PINNED: dict[str, list[str]] = {
         "Bandit",
         "BanditRouterError",
         "BanditRouterRunnable",
+        "ChatBanditRouter",
         "ConfigurationError",
         "CorruptStateError",
         "Decision",
