@@ -216,6 +216,9 @@ def test_configuration_errors_name_the_problem() -> None:
         langsmith_reward(lambda outputs: 1.0, scale=(5, 1))
     with pytest.raises(ConfigurationError, match="key"):
         langsmith_reward(lambda outputs: 1.0, key="")
+    with pytest.raises(ConfigurationError, match="name"):
+        langsmith_reward(lambda outputs: 1.0, name="")
+    assert langsmith_reward(lambda outputs: 1.0, name="judge").__name__ == "judge"
     with pytest.raises(ConfigurationError, match="feedback"):
         langsmith_reward(lambda outputs: 1.0, feedback=object())  # type: ignore[arg-type]
 

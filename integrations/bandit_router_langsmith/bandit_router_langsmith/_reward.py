@@ -40,7 +40,15 @@ __all__ = ["REFERENCE_KEY", "LangSmithReward", "langsmith_reward", "message_text
 #: is not given: ``router.invoke(q, config={"metadata": {"reference_outputs": ...}})``.
 REFERENCE_KEY: Final = "reference_outputs"
 
-_NO_REFERENCE: Final = object()
+
+class _FromMetadata:
+    """The default ``reference``: read each call's ``config["metadata"]["reference_outputs"]``."""
+
+    def __repr__(self) -> str:
+        return f"<metadata[{REFERENCE_KEY!r}]>"
+
+
+_NO_REFERENCE: Final = _FromMetadata()
 
 
 def message_text(value: Any) -> Any:
@@ -151,10 +159,13 @@ class LangSmithReward:
         feedback: LangSmithFeedback | None = None,
         prepare_outputs: Callable[[Any], Any] | None = message_text,
         trace: bool = False,
+        name: str | None = None,
     ) -> None:
-        self.evaluator, name, self._needs_reference = _wrap(evaluator)
-        #: The name spans and logs give this reward (the evaluator's own name).
-        self.__name__ = name
+        self.evaluator, own_name, self._needs_reference = _wrap(evaluator)
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ConfigurationError(f"name must be a non-empty string or None, got {name!r}")
+        #: The name spans and logs give this reward (default: the evaluator's own name).
+        self.__name__ = name or own_name
         if key is not None and (not isinstance(key, str) or not key):
             raise ConfigurationError(f"key must be a non-empty string or None, got {key!r}")
         self.key = key
@@ -382,6 +393,7 @@ def langsmith_reward(
     feedback: LangSmithFeedback | None = None,
     prepare_outputs: Callable[[Any], Any] | None = message_text,
     trace: bool = False,
+    name: str | None = None,
 ) -> LangSmithReward:
     """Use a LangSmith or openevals evaluator, unchanged, as a router's reward.
 
@@ -412,6 +424,8 @@ def langsmith_reward(
             :func:`message_text`; ``None`` passes the answer as it is.
         trace: Trace the evaluator's own runs to LangSmith (when tracing is on). Off by
             default, so an online router does not send one evaluator trace per call.
+        name: The evaluator's name in spans and logs (default: its function's name; give
+            one for evaluators made by factories, such as openevals' ``create_llm_as_judge``).
 
     Returns:
         An async reward to pass as ``BanditRouterRunnable(reward=...)``.
@@ -434,4 +448,5 @@ def langsmith_reward(
         feedback=feedback,
         prepare_outputs=prepare_outputs,
         trace=trace,
+        name=name,
     )
