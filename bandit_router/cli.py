@@ -270,11 +270,19 @@ def replay_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _register_stats(subparsers: Any) -> argparse.ArgumentParser:
+    # Imported here, like each subcommand's code: `bandit-router --help` stays fast.
+    from bandit_router._cli_stats import register
+
+    return register(subparsers)
+
+
 #: The subcommands, in help order: ``(name, register)``; ``register(subparsers)`` adds the
 #: subcommand's parser (via ``subparsers.add_parser(name, ...)``) and sets its
 #: ``func(args) -> int``.
 _COMMANDS: list[tuple[str, Callable[[Any], object]]] = [
     ("replay", _register_replay),
+    ("stats", _register_stats),
 ]
 
 

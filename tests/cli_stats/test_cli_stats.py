@@ -7,8 +7,6 @@ import asyncio
 import importlib.util
 import io
 import json
-import os
-import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
@@ -296,23 +294,10 @@ def test_redis_unreachable_is_one_clear_line() -> None:
     assert err.startswith("bandit-router stats: ")
 
 
-def test_runs_as_a_separate_process(db: Path) -> None:
-    """What the console script will do: a fresh interpreter, output on stdout."""
-    code = (
-        "import argparse, sys\n"
-        "from bandit_router._cli_stats import register\n"
-        "p = argparse.ArgumentParser(prog='bandit-router')\n"
-        "register(p.add_subparsers(dest='command', required=True))\n"
-        "a = p.parse_args(sys.argv[1:])\n"
-        "sys.exit(a.func(a))\n"
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", code, "stats", "--store", str(db)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "PYTHONWARNINGS": "error"},
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert "router 'support'" in proc.stdout
+def test_through_the_bandit_router_command(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from bandit_router.cli import main
+
+    assert main(["stats", "--store", str(db), "--context", "billing"]) == 0
+    out = capsys.readouterr().out
+    assert "router 'support'  context 'billing'" in out
+    assert "context '' (global)" not in out
