@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
+from contextlib import nullcontext
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from langchain_core.outputs import ChatResult
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.tools import tool
 from langchain_core.tracers.context import collect_runs
+from langchain_core.tracers.run_collector import RunCollectorCallbackHandler
 from langchain_core.tracers.schemas import Run
 from pydantic import BaseModel, Field
 
@@ -329,23 +331,27 @@ def _walk(run: Run) -> list[Run]:
 
 
 @pytest.mark.parametrize("face", ["invoke", "ainvoke", "stream", "astream"])
-async def test_arm_runs_are_children_of_the_router_run_in_traces(face: str) -> None:
+@pytest.mark.parametrize("how", ["config", "context"])
+async def test_arm_runs_are_children_of_the_router_run_in_traces(face: str, how: str) -> None:
     router = ChatBanditRouter(arms={"a": ScriptedArm()}, reward=lambda: 1.0)
-    with collect_runs() as collector:
+    tracer = RunCollectorCallbackHandler()
+    config: Any = {"callbacks": [tracer]} if how == "config" else {}
+    with collect_runs() if how == "context" else nullcontext(tracer) as collector:
         if face == "invoke":
-            router.invoke("hi")
+            router.invoke("hi", config)
         elif face == "ainvoke":
-            await router.ainvoke("hi")
+            await router.ainvoke("hi", config)
         elif face == "stream":
-            list(router.stream("hi"))
+            list(router.stream("hi", config))
         else:
-            _ = [c async for c in router.astream("hi")]
+            _ = [c async for c in router.astream("hi", config)]
     [root] = collector.traced_runs
     assert root.name == "bandit_router"
     assert root.run_type == "llm"
     [child] = root.child_runs
     assert child.run_type == "llm"
     assert child.parent_run_id == root.id
+    assert child.trace_id == root.trace_id
     assert {"bandit_router:arm:a", "retry:attempt:1", "nostream"} <= set(child.tags or [])
 
 
@@ -426,3 +432,59 @@ async def test_create_agent_calls_tools_through_the_router() -> None:
     assert "42" in state["messages"][-1].content
     stats = await router.astatistics()
     assert sum(s.pulls for s in stats.values()) == 2
+
+
+def test_a_sync_langgraph_graph_streams_each_token_once() -> None:
+    from langgraph.graph import END, START, MessagesState, StateGraph
+
+    router = ChatBanditRouter(arms={"a": ScriptedArm(reply="alpha beta gamma")})
+
+    def model(state: MessagesState) -> dict[str, Any]:
+        return {"messages": [router.invoke(state["messages"])]}
+
+    graph = StateGraph(MessagesState).add_node("model", model)
+    graph.add_edge(START, "model")
+    graph.add_edge("model", END)
+    tokens: list[str] = []
+    for item in graph.compile().stream({"messages": [HumanMessage("hi")]}, stream_mode="messages"):
+        chunk, _meta = item
+        assert isinstance(chunk, BaseMessage)
+        tokens.append(str(chunk.content))
+    assert "".join(tokens) == "alpha beta gamma"
+
+
+async def test_an_agent_streams_the_router_s_tokens_once() -> None:
+    from langchain.agents import create_agent
+
+    router = ChatBanditRouter(
+        arms={"a": ScriptedArm(model="a", chunk_size=3), "b": ScriptedArm(model="b", chunk_size=3)},
+        reward=lambda: 1.0,
+    )
+    agent = create_agent(router, tools=[multiply])
+    texts: list[str] = []
+    tool_args: list[str] = []
+    async for item in agent.astream(
+        {"messages": [HumanMessage("What is 6 times 7?")]}, stream_mode="messages"
+    ):
+        chunk, meta = item
+        assert isinstance(meta, dict)
+        if meta["langgraph_node"] == "model" and isinstance(chunk, AIMessageChunk):
+            texts.append(str(chunk.content))
+            tool_args.extend(str(c["args"] or "") for c in chunk.tool_call_chunks)
+    assert "".join(tool_args) == '{"a": 6, "b": 7}'  # the tool call, streamed once
+    assert "".join(texts) == "The tool returned: 42"  # the answer, streamed once
+
+
+async def test_the_evaluator_sees_the_messages_and_the_arm_s_answer() -> None:
+    seen: list[tuple[Any, Any, str]] = []
+
+    def reward(inputs: Any, outputs: Any, arm: str) -> float:
+        seen.append((inputs, outputs, arm))
+        return 1.0
+
+    router = ChatBanditRouter(arms={"a": ScriptedArm(reply="yes")}, reward=reward)
+    await router.ainvoke([HumanMessage("question")])
+    [(inputs, outputs, arm)] = seen
+    assert [m.content for m in inputs] == ["question"]
+    assert outputs.content == "yes"
+    assert arm == "a"
