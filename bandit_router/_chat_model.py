@@ -511,14 +511,11 @@ class ChatBanditRouter(BaseChatModel):
         def child_config(arm: str, attempt: int) -> RunnableConfig:
             return patch_config(config, callbacks=parent.child_callbacks(arm, attempt))
 
-        route = RouteCall(
-            run_id=str(parent.run_id),
-            child_config=child_config,
-            prepare=prepare,
-            pinned=model if isinstance(model, str) else None,
-        )
         if model is not None and not isinstance(model, str):
             raise ConfigurationError(f"model must be an arm's name, got {model!r}")
+        route = RouteCall(
+            run_id=str(parent.run_id), child_config=child_config, prepare=prepare, pinned=model
+        )
         items = self._router._run(messages, config, route, stream, arm_kwargs)
         return items, route
 
