@@ -488,3 +488,29 @@ async def test_the_evaluator_sees_the_messages_and_the_arm_s_answer() -> None:
     assert [m.content for m in inputs] == ["question"]
     assert outputs.content == "yes"
     assert arm == "a"
+
+
+async def test_a_stream_closed_early_or_a_cancelled_call_releases_its_slot() -> None:
+    import anyio
+
+    router = ChatBanditRouter(arms={"a": ScriptedArm(reply="one two three four", chunk_size=3)})
+    stream = router.astream("hi")
+    await stream.__anext__()
+    assert (await router.astatistics())["a"].in_flight == 1
+    await stream.aclose()  # type: ignore[attr-defined]
+    assert (await router.astatistics())["a"].in_flight == 0
+
+    hanging = ChatBanditRouter(arms={"h": FakeArm(hang=True)}, timeout=None)
+    with anyio.move_on_after(0.2):
+        await hanging.ainvoke("hi")
+    stats = await hanging.astatistics()
+    assert stats["h"].in_flight == 0
+    assert stats["h"].failures == 0  # a caller's cancellation teaches nothing
+
+
+def test_a_sync_stream_closed_early_releases_its_slot() -> None:
+    router = ChatBanditRouter(arms={"a": ScriptedArm(reply="one two three four", chunk_size=3)})
+    stream = router.stream("hi")
+    next(stream)
+    stream.close()  # type: ignore[attr-defined]
+    assert router.statistics()["a"].in_flight == 0
