@@ -17,7 +17,7 @@ EXPECTED = {
     "tracing_console.py": "bandit_router.feedback {'arm': 'gpt-4o', 'reward': 1.0} links to 1",
     "cost_aware.py": "With prices, the router serves 'small-model' now.",
     "per_task_context.py": "-> prose goes to 'writer'",
-    "multi_worker_redis.py": "3 workers, one learning state: 450 pulls in Redis.",
+    "multi_worker_redis.py": "3 workers, one learning state: 300 pulls in Redis.",
     "tracing_otlp.py": "62 spans exported to the console.",
     "langsmith_evaluator.py": "The router prefers 'solver'.",
     "agent_tools.py": "the agent's model prefers 'careful-model'",
