@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import json
 import math
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -529,6 +530,12 @@ def stats_command(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """
     try:
         return asyncio.run(_run(args, sys.stdout if out is None else out))
+    except BrokenPipeError:
+        # The reader went away (`... | head`): not an error worth a message. Point stdout at
+        # devnull so that the interpreter's final flush does not complain either.
+        if out is None:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except (BanditRouterError, ValueError, OSError) as exc:
         sys.stderr.write(f"bandit-router stats: {exc}\n")
         return 1
