@@ -48,8 +48,8 @@ the calls in flight. The arm marked * is the one the policy would choose next (i
 table; "next" in JSON).
 
 The store keeps raw counts and decayed sums, not the router's configuration: give the
-router's own --policy, --decay, --prior and --cost for the mean and index to be the ones it
-sees.
+router's own --policy, --decay, --prior, --cost and --context-prior-weight for the mean and
+index to be the ones it sees.
 Pulls, failures and in-flight calls are read as they are."""
 
 EPILOG: Final = """\
@@ -244,6 +244,7 @@ async def collect(
     decay: float | None = None,
     priors: dict[str, Prior] | None = None,
     costs: dict[str, float] | None = None,
+    context_prior_weight: float | None = None,
 ) -> list[ArmRow]:
     """Read the statistics of every router (or ``name``) and context (or ``context``).
 
@@ -279,7 +280,21 @@ async def collect(
             )
             state = await store.load(ns, ctx, engine.arms, engine.rules)
             stats = state.statistics(engine.decay, engine.priors)
-            selection = engine.select(state)
+            seeded = None
+            if ctx and context_prior_weight:
+                # What the router selects a named context with: the global statistics as a
+                # prior, capped at context_prior_weight observations (Bandit's own rule).
+                glob = await store.load(ns, "", engine.arms, engine.rules)
+                n, total, _ = glob.discounted(engine.decay, engine.priors)
+                seeded = tuple(
+                    Prior(min(max(total[i] / n[i], 0.0), 1.0), min(context_prior_weight, n[i]))
+                    if n[i] > 0
+                    else None
+                    for i in range(len(n))
+                )
+            selection = (
+                engine.select(state) if seeded is None else engine.select(state, priors=seeded)
+            )
             for i, arm in enumerate(engine.arms):
                 s = stats[arm]
                 rows.append(
@@ -390,6 +405,16 @@ def _cost(text: str) -> tuple[str, float]:
     return arm, cost
 
 
+def _weight(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"a weight must be a finite number >= 0, got {text}")
+    return value
+
+
 def _decay(text: str) -> float:
     try:
         value = float(text)
@@ -473,6 +498,14 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "subtracted from the index (repeatable)",
     )
     p.add_argument(
+        "--context-prior-weight",
+        type=_weight,
+        default=None,
+        metavar="W",
+        help="the router's context_prior_weight= (named contexts select with the global "
+        "statistics as a prior worth at most W observations; changes their index only)",
+    )
+    p.add_argument(
         "--prefix",
         default="bandit_router",
         help="the RedisStore key prefix (default: bandit_router)",
@@ -503,6 +536,7 @@ async def _run(args: argparse.Namespace, out: TextIO) -> int:
             decay=args.decay,
             priors=dict(args.prior),
             costs=dict(args.cost),
+            context_prior_weight=args.context_prior_weight,
         )
     finally:
         await catalog.aclose()

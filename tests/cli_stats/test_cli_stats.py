@@ -172,6 +172,30 @@ def test_a_router_written_by_the_runnable(tmp_path: Path) -> None:
     assert total == 20
 
 
+def test_context_prior_weight_matches_the_routers_selection(tmp_path: Path) -> None:
+    path = tmp_path / "seeded.db"
+
+    async def make() -> list[float]:
+        store = SQLiteStore(path)
+        bandit = Bandit(["a", "b"], name="seeded", store=store, seed=3, context_prior_weight=5)
+        for i in range(30):
+            d = await bandit.choose(context="new" if i % 10 == 0 else "old")
+            await bandit.reward(d.decision_id, 1.0 if d.arm == "a" else 0.0)
+        state = await bandit.state("new")
+        priors = await bandit._context_priors("new")
+        sel = bandit.engine.select(state, priors=priors)
+        await store.aclose()
+        return list(sel.indices)
+
+    expected = asyncio.run(make())
+    args = ["--store", str(path), "--context", "new", "--arms", "a,b", "--format", "json"]
+    _, plain, _ = run(*args)
+    _, seeded, _ = run(*args, "--context-prior-weight", "5")
+    got = [r["index"] for r in json.loads(seeded)]
+    assert got == pytest.approx(expected)
+    assert got != [r["index"] for r in json.loads(plain)]
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -222,6 +246,7 @@ def test_empty_store(tmp_path: Path) -> None:
         ["--prior", "a"],
         ["--cost", "a=-1"],
         ["--cost", "a"],
+        ["--context-prior-weight", "-1"],
     ],
 )
 def test_bad_arguments_are_usage_errors(bad: list[str], capsys: pytest.CaptureFixture[str]) -> None:
@@ -237,8 +262,8 @@ def test_help_is_complete(capsys: pytest.CaptureFixture[str]) -> None:
     text = capsys.readouterr().out
     for word in (
         "--store", "--name", "--context", "--arms", "--policy", "--decay", "--prior",
-        "--cost", "--prefix", "--format", "sqlite:///", "redis://", "pulls", "mean", "index",
-        "failures", "in_flight", "exit status",
+        "--cost", "--context-prior-weight", "--prefix", "--format", "sqlite:///", "redis://",
+        "pulls", "mean", "index", "failures", "in_flight", "exit status",
     ):  # fmt: skip
         assert word in text, word
 
