@@ -113,8 +113,13 @@ class Bandit:
             costs=costs,
         )
         if context_prior_weight is not None:
-            # Validated like a prior weight: a finite number >= 0.
-            Prior(mean=0.5, weight=context_prior_weight)
+            try:  # validated like a prior weight: a finite number >= 0
+                Prior(mean=0.5, weight=context_prior_weight)
+            except ConfigurationError:  # but named as the argument it is, not as a Prior
+                raise ConfigurationError(
+                    "context_prior_weight must be None or a finite number >= 0, "
+                    f"got {context_prior_weight!r}"
+                ) from None
         self.name = name
         self.store: StateStore = store
         self._clock = clock

@@ -53,7 +53,10 @@ def coerce_score(result: object) -> float:
     if dtype is not None and getattr(dtype, "kind", "") in "biuf":  # numpy scalars
         value = value.item()  # type: ignore[attr-defined]
     if isinstance(value, numbers.Real) and not isinstance(value, bool | int | float):
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:  # a Fraction beyond any float: out of range, refused below
+            value = math.inf if value > 0 else -math.inf  # type: ignore[operator]
     return check_reward(value, what=f"evaluator score (from {result!r})")
 
 

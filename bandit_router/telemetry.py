@@ -42,7 +42,7 @@ from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
@@ -1010,8 +1010,8 @@ class AttemptSpan:
         usage = getattr(message, "usage_metadata", None)
         if isinstance(usage, Mapping):
             self._usage = True
-            self._in += int(usage.get("input_tokens") or 0)
-            self._out += int(usage.get("output_tokens") or 0)
+            self._in += _token_count(usage.get("input_tokens"))
+            self._out += _token_count(usage.get("output_tokens"))
         meta = getattr(message, "response_metadata", None)
         if isinstance(meta, Mapping) and meta:
             model = meta.get("model_name") or meta.get("model")
@@ -1074,6 +1074,18 @@ class AttemptSpan:
         else:
             tel._record_error(span, exc)
         span.end()
+
+
+def _token_count(value: object) -> int:
+    """A token count from ``usage_metadata``; 0 for anything that is not one.
+
+    A malformed usage report (a provider integration's bug) must not fail the call whose
+    answer it describes: this runs inside the attempt, where an exception is the arm's failure.
+    """
+    try:
+        return int(cast(Any, value) or 0)
+    except (TypeError, ValueError, OverflowError):
+        return 0
 
 
 class _NullAttempt(AttemptSpan):

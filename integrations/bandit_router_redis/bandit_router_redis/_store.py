@@ -72,6 +72,8 @@ _BUSY_SLEEP: Final = 0.001
 _ACQUIRE: Final = -3
 #: Seconds a context counts as contended after a conflict (ask for it before choosing).
 _CONTENDED_FOR: Final = 0.05
+#: The outcome of a decision released without a reward.
+_NOTHING: Final = Outcome(reward=None, learn=None)
 
 T = TypeVar("T")
 
@@ -389,11 +391,18 @@ class _Lane:
             return self.offline(op)
         fut: asyncio.Future[Any] = self.link.loop.create_future()
         op.fut = fut
+        self.post(op)
+        return await fut
+
+    def post(self, op: _Op) -> None:
+        """Queue ``op`` for the next script call, without waiting for its result."""
+        if self.link.degraded:
+            self.offline(op)
+            return
         self.queue.append(op)
         if not self.running:
             self.running = True
             self.task = self.link.loop.create_task(self._run())
-        return await fut
 
     async def _run(self) -> None:
         try:
@@ -717,6 +726,8 @@ class _Lane:
                         op.rules,
                     )
                     committed.add(op.ctx)
+                    if _orphaned(op):
+                        self.queue.append(self.releaser(op))
                     _resolve(op, arm)
                 else:  # dup
                     _fail(op, DuplicateDecisionError(f"decision id {op.did!r} was already used"))
@@ -806,10 +817,16 @@ class _Lane:
             op = op.of
         try:
             result = self.offline(op, lost=True)
+            if _orphaned(op):
+                self.offline(self.releaser(cast(_Begin, op)))
         except Exception as exc:
             _fail(op, exc)
         else:
             _resolve(op, result)
+
+    def releaser(self, op: _Begin) -> _Settle:
+        """A settle that counts nothing, for a begin whose caller has gone (see _orphaned)."""
+        return _Settle(self.new_token(), op.did, _NOTHING, op.rules, op.now)
 
     def offline(self, op: _Op, *, lost: bool = False) -> Any:
         """Carry out ``op`` locally while Redis is unreachable (see docs/redis.md).
@@ -1009,6 +1026,16 @@ def _how(res: Sequence[Any]) -> str | None:
 
 def _done(op: _Op) -> bool:
     return op.fut is not None and op.fut.done()
+
+
+def _orphaned(op: _Op) -> bool:
+    """Whether ``op`` is a begin whose caller was cancelled while it was being applied.
+
+    Nobody will ever settle such a decision, so its in-flight slot would leak until
+    ``pending_ttl``: the lane releases it instead. (A begin cancelled while still queued is
+    never sent at all.)
+    """
+    return isinstance(op, _Begin) and op.fut is not None and op.fut.cancelled()
 
 
 def _resolve(op: _Op, value: Any) -> None:
@@ -1405,7 +1432,16 @@ class RedisStore:
             )
         lane = link.lane(namespace)
         op = _Begin(lane.new_token(), context, arms, choose, decision_id, rules, now)
-        return cast(str, await lane.submit(op))
+        try:
+            return cast(str, await lane.submit(op))
+        except asyncio.CancelledError:
+            fut = op.fut
+            if fut is not None and fut.done() and not fut.cancelled() and not fut.exception():
+                # Applied, but the caller was cancelled before it could read the result:
+                # nobody will settle this decision, so release its in-flight slot now.
+                with contextlib.suppress(Exception):  # the cancellation must propagate
+                    lane.post(lane.releaser(op))
+            raise
 
     async def settle(
         self, namespace: str, decision_id: str, outcome: Outcome, rules: Rules, now: float

@@ -353,6 +353,9 @@ for _, g in ipairs(P.g) do
           end
         end
       end
+      -- More begins in this group than the registry holds: the expiry above could only make
+      -- room for max_pending of them; expire the oldest now, as the other stores do.
+      if room > R.maxp then expire(now, 0, R) end
       if not KEEP[ctx] then unlease(ctx) end
     end
   end
