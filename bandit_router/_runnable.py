@@ -50,6 +50,9 @@ __all__ = ["BanditRouterRunnable", "is_transient"]
 
 logger = logging.getLogger("bandit_router")
 
+#: The ``bandit_router.degraded`` reason on the span of a call routed while its store is degraded.
+DEGRADED_STORE = "store unavailable: routed on the last known statistics, updates buffered"
+
 #: HTTP statuses worth retrying: timeouts, conflicts, rate limits and server errors.
 _TRANSIENT_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 529})
 _TRANSIENT_NAMES = (
@@ -458,6 +461,8 @@ class BanditRouterRunnable(RunnableSerializable[Any, Any]):
                 context=context, decision_id=run_id, exclude=exclude
             )
             route.decision(decision.selection, decision.decision_id, decision.context)
+            if getattr(bandit.store, "degraded", False):  # e.g. RedisStore during an outage
+                route.degraded(DEGRADED_STORE)
             errors: dict[str, BaseException] = {}
             t0 = time.perf_counter()
             first_chunk_s: float | None = None
