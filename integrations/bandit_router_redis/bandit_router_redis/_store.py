@@ -31,6 +31,7 @@ import itertools
 import json
 import logging
 import math
+import re
 import threading
 import time
 import uuid
@@ -39,10 +40,10 @@ from collections.abc import Coroutine, Iterable, Sequence
 from dataclasses import dataclass, replace
 from importlib import resources
 from typing import Any, Final, TypeVar, cast
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import anyio.to_thread
 import redis.asyncio as aioredis
+from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -81,30 +82,32 @@ T = TypeVar("T")
 def mask_url(url: str) -> str:
     """Return ``url`` with its password (in the user part or the query) replaced by ``***``.
 
+    Passwords often hold characters that should have been percent-encoded but were not
+    (``#``, ``?``, ``/``, ``@``), which a URL parser reads as the start of the fragment, the
+    query or the path: so everything up to the *last* ``@`` counts as user information, and a
+    ``password=`` query value runs to the next ``&`` whatever it holds. Masking too much is
+    harmless; masking too little leaks the password into messages and logs.
+
     Args:
         url: A Redis URL such as ``redis://user:secret@host:6379/0``.
 
     Returns:
         The same URL, safe to log: ``redis://user:***@host:6379/0``.
     """
-    try:
-        parts = urlsplit(url)
-    except ValueError:
+    if not isinstance(url, str):
         return "<unparsable Redis URL>"
-    netloc = parts.netloc
-    if parts.password is None and "password" not in parts.query.lower():
-        return url
-    if "@" in netloc:
-        userinfo, _, hostport = netloc.rpartition("@")
-        user, sep, _password = userinfo.partition(":")
-        netloc = f"{user}:***@{hostport}" if sep else f"{user}@{hostport}"
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        query = urlencode(
-            [(k, "***" if k.lower() == "password" else v) for k, v in pairs], safe="*"
-        )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    head, sep, rest = url.partition("://")
+    if not sep:
+        head, rest = "", url
+    if "@" in rest:
+        userinfo, _, tail = rest.rpartition("@")
+        user, colon, _password = userinfo.partition(":")
+        rest = f"{user}:***@{tail}" if colon else f"{user}@{tail}"
+    return head + sep + _QUERY_PASSWORD.sub(r"\1***", rest)
+
+
+#: A ``password=`` query parameter and its value (to the next ``&``, whatever it holds).
+_QUERY_PASSWORD: Final = re.compile(r"(?i)([?&;]password=)[^&;]*")
 
 
 def _tag(namespace: str) -> str:
@@ -1255,10 +1258,25 @@ class RedisStore:
         if not isinstance(url, str):
             raise ConfigurationError(f"url must be a string, got {type(url).__name__}")
         self.masked_url = mask_url(url)
-        scheme = urlsplit(url).scheme if "://" in url else ""
+        # Not urlsplit(): it raises on a stray "[" (a raw password character) before we can
+        # give a clear ConfigurationError below.
+        scheme = url.partition("://")[0].lower() if "://" in url else ""
         if scheme not in _SCHEMES:
             raise ConfigurationError(
                 f"Redis URL must start with redis://, rediss:// or unix://, got {self.masked_url!r}"
+            )
+        # Parse now: a malformed URL must fail here, not on first use. redis-py's message may
+        # quote part of the URL, password included: name only the masked URL, and raise
+        # outside the handler so that no traceback can print the original as its context.
+        try:
+            parse_url(url)
+            unparsable = ""
+        except (ValueError, TypeError) as exc:
+            unparsable = type(exc).__name__
+        if unparsable:
+            raise ConfigurationError(
+                f"cannot parse the Redis URL {self.masked_url!r} ({unparsable}); "
+                "percent-encode special characters in the password"
             )
         if not isinstance(prefix, str) or not prefix or "{" in prefix or "}" in prefix:
             raise ConfigurationError(
