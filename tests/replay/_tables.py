@@ -6,7 +6,8 @@ from pathlib import Path
 
 from bandit_router.replay import OutcomeTable
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
+ROOT_DIR = Path(__file__).resolve().parents[2]
+SHARED = ROOT_DIR.parent / "shared" / "data"
 
 TINY_CSV = """\
 # a made-up table
