@@ -24,7 +24,7 @@ setup: $(DEV)  ## create .venv and install the package with its dev dependencies
 
 demo: $(DEV)  ## fake arms of known quality, then a replay of real LLM outcomes (RouterBench) with a plot
 	$(BIN)/python examples/quickstart.py
-	$(BIN)/bandit-router replay --lam 1 --seeds 5 --plot replay.png
+	$(BIN)/bandit-router replay --lam 1 --plot replay.png
 
 test: $(DEV)  ## the whole test suite (the long variants marked slow run in `make soak`)
 	$(BIN)/python -m pytest -m "not slow"
