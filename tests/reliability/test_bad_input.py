@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import random
 import shutil
 import tempfile
 import uuid
@@ -474,3 +475,26 @@ def open_damaged(path: Path, data: bytes, reference: dict[str, Any]) -> str:
         assert str(path) in outcome, outcome  # the error names the file
         return "refused at read or write"
     return outcome
+
+
+@pytest.mark.slow
+def test_three_thousand_single_byte_flips(state_file: tuple[bytes, dict[str, Any]]) -> None:
+    """Every byte position is as likely: the figures of docs/reliability.md (seeded)."""
+    original, reference = state_file
+    rng = random.Random(0)
+    outcomes: Counter[str] = Counter()
+    folder = Path(tempfile.mkdtemp(prefix="bandit-router-flips-"))
+    try:
+        for k in range(3_000):
+            data = mutate(original, ("bytes", [(rng.randrange(len(original)), rng.randrange(256))]))
+            if data == original:
+                outcomes["unchanged bytes"] += 1
+                continue
+            path = folder / f"{k}" / "state.db"
+            path.parent.mkdir()
+            path.write_bytes(data)
+            outcomes[open_damaged(path, data, reference)] += 1
+            shutil.rmtree(path.parent)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    print(f"\nSTATE FILE {len(original)} bytes, 3,000 single-byte flips: {dict(outcomes)}")

@@ -438,6 +438,10 @@ def test_malicious_data_in_a_state_file_is_refused_not_executed(tmp_path: Path) 
         with pytest.raises(CorruptStateError, match="corrupt"):
             anyio.run(load)
         assert not tripwire.exists()
+    # The control: the pickled payload does trip the wire when it is unpickled.
+    control = tmp_path / "control"
+    pickle.loads(payloads(control)[0])  # on purpose: this test is the only unpickler
+    assert control.exists()
 
 
 async def test_malicious_data_in_redis_is_refused_not_executed(
