@@ -39,6 +39,7 @@ from bandit_router._errors import (
     BanditRouterError,
     ConfigurationError,
     UnknownArmError,
+    UnknownDecisionError,
 )
 from bandit_router._stats import ArmStatistics, Prior
 from bandit_router._sync import iterate_sync, run_sync
@@ -320,16 +321,17 @@ class BanditRouterRunnable(RunnableSerializable[Any, Any]):
             it: AsyncIterator[Any] | None = None
             try:
                 # activate(): the attempt's span is current around ONE await, never a yield
+                deadline = asyncio.timeout(timeout)
                 if not stream:
                     with span.activate():
-                        async with asyncio.timeout(timeout):
+                        async with deadline:
                             out = await runnable.ainvoke(input, child, **kwargs)
                     span.ok(out)
                     return out, None, span
                 it = runnable.astream(input, child, **kwargs).__aiter__()
                 try:
                     with span.activate():
-                        async with asyncio.timeout(timeout):
+                        async with deadline:
                             out = await it.__anext__()
                 except StopAsyncIteration:
                     out = _EMPTY
@@ -337,6 +339,16 @@ class BanditRouterRunnable(RunnableSerializable[Any, Any]):
                     await _aclose(it)
                     raise
                 return out, it, span
+            except TimeoutError as exc:
+                if not deadline.expired():
+                    span.failed(exc)
+                    raise  # the arm's own timeout
+                # Ours: say which arm and which limit (asyncio's TimeoutError says nothing).
+                ours = TimeoutError(
+                    f"arm {arm!r} gave no answer within timeout={timeout} s (attempt {n})"
+                )
+                span.failed(ours)
+                raise ours from exc
             except BaseException as exc:
                 span.failed(exc)
                 raise
@@ -485,9 +497,7 @@ class BanditRouterRunnable(RunnableSerializable[Any, Any]):
                     raise
                 except Exception as exc:
                     errors[arm] = exc
-                    logger.warning(
-                        "bandit_router: arm %r failed: %s: %s", arm, type(exc).__name__, exc
-                    )
+                    logger.warning("bandit_router: arm %r failed: %s", arm, self._describe(exc))
                     can_fall_back = (
                         not produced
                         and self.fallback
@@ -495,12 +505,12 @@ class BanditRouterRunnable(RunnableSerializable[Any, Any]):
                         and len(errors) < len(self.arms)
                     )
                     if not can_fall_back:
-                        await bandit.fail(decision.decision_id)
+                        await self._fail(bandit, decision)
                         settled = True
                         if produced or pinned is not None or not self.fallback:
                             raise  # mid-stream, pinned or no fallback: the arm's own error
                         raise AllArmsFailedError(errors) from exc
-                    decision = call.decision = await bandit.reroute(decision, exclude=tuple(errors))
+                    decision = call.decision = await self._reroute(bandit, decision, errors)
                     route.fallback(arm, decision.arm, exc)
                     t0 = time.perf_counter()  # latency is the answering arm's own
             latency = time.perf_counter() - t0 if not stream else (first_chunk_s or 0.0)
@@ -551,21 +561,68 @@ class BanditRouterRunnable(RunnableSerializable[Any, Any]):
             errors = core.evaluator_errors
             errors[decision.arm] = errors.get(decision.arm, 0) + 1
             logger.warning(
-                "bandit_router: evaluator failed for arm %r (no reward counted): %s: %s",
+                "bandit_router: evaluator failed for arm %r (no reward counted): %s",
                 decision.arm,
-                type(exc).__name__,
-                exc,
+                self._describe(exc),
             )
-            await core.bandit.release(decision.decision_id)
+            with contextlib.suppress(UnknownDecisionError):  # expired meanwhile: released
+                await core.bandit.release(decision.decision_id)
             return None
         elapsed = time.perf_counter() - t0
-        await core.bandit.reward(decision.decision_id, score)
+        try:
+            await core.bandit.reward(decision.decision_id, score)
+        except UnknownDecisionError:
+            # The decision expired while the arm answered (older than pending_ttl, or evicted
+            # by max_pending newer ones): the answer is good, only its reward is lost.
+            logger.warning(
+                "bandit_router: decision %r of arm %r expired before its reward; not counted "
+                "(raise pending_ttl or max_pending)",
+                decision.decision_id,
+                decision.arm,
+            )
+            return None
         route.reward(score, core.evaluator_name, elapsed_s=elapsed)
         return score
 
+    def _describe(self, exc: BaseException) -> str:
+        """An exception for the logs: its type, and its message only with ``capture_content``.
+
+        Messages often quote the prompt or the answer (a provider's validation error, a
+        judge's complaint); like spans, logs carry no content unless it was asked for.
+        """
+        if self.capture_content:
+            return f"{type(exc).__name__}: {exc}"
+        return type(exc).__name__
+
+    async def _fail(self, bandit: Bandit, decision: Decision) -> None:
+        """Settle a failed call; if its decision expired meanwhile, still count the failure."""
+        try:
+            await bandit.fail(decision.decision_id)
+        except UnknownDecisionError:
+            await bandit.record_failure(decision.arm, context=decision.context)
+
+    async def _reroute(
+        self, bandit: Bandit, decision: Decision, errors: Mapping[str, BaseException]
+    ) -> Decision:
+        """Fall back to the next-best arm, keeping the decision (and its id) when it can."""
+        try:
+            return await bandit.reroute(decision, exclude=tuple(errors))
+        except UnknownDecisionError:
+            # Expired while the failed arm was tried: count its failure and start a new
+            # decision (a new id: the old one is spent), so the call still falls back.
+            await bandit.record_failure(decision.arm, context=decision.context)
+            logger.warning(
+                "bandit_router: decision %r expired before its fallback; the call goes on "
+                "under a new decision",
+                decision.decision_id,
+            )
+            return await bandit.choose(context=decision.context, exclude=tuple(errors))
+
     def _stamp(self, output: Any, decision: Decision) -> Any:
         if isinstance(output, BaseMessage):
-            meta = {**output.response_metadata}
+            base = output.response_metadata
+            # Not a mapping only in a message built without validation; the answer still goes out.
+            meta = dict(base) if isinstance(base, Mapping) else {}
             meta["bandit_router"] = {"arm": decision.arm, "decision_id": decision.decision_id}
             return output.model_copy(update={"response_metadata": meta})
         return output

@@ -297,12 +297,6 @@ async def test_malformed_usage_never_fails_the_call(otel: Otel) -> None:
     assert (stats["m"].pulls, stats["m"].failures) == (2, 0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bandit_router/_runnable.py (_stamp) copies response_metadata with {**...}: an "
-    "answer whose response_metadata is not a mapping fails the call with TypeError after the "
-    "arm answered (reported; _runnable.py is another agent's file)",
-)
 async def test_an_answer_with_broken_metadata_is_still_returned() -> None:
     answer = AIMessage.model_construct(content="right", response_metadata=None)
 
@@ -314,13 +308,6 @@ async def test_an_answer_with_broken_metadata_is_still_returned() -> None:
     assert out.content == "right"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bandit_router/_runnable.py (_score, reroute, fail) lets UnknownDecisionError reach "
-    "the caller when the call's decision expired while the arm was answering (calls in flight "
-    "beyond max_pending, or a call longer than pending_ttl): the arm answered, yet the call "
-    "fails. Reported: _runnable.py is another agent's file",
-)
 async def test_a_call_that_outlives_its_decision_still_returns_its_answer() -> None:
     router = BanditRouterRunnable(
         arms={"a": FakeArm(jitter=0.005, seed=1), "b": FakeArm(jitter=0.005, seed=2)},

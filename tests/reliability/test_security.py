@@ -149,12 +149,6 @@ async def test_exception_messages_quoting_content_stay_out_of_spans_and_metrics(
     assert MARK not in otel.exported_text()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bandit_router/_runnable.py logs 'arm %r failed: %s: %s' and 'evaluator failed ...: "
-    "%s' with the exception's message, which may quote the prompt or the answer; spans record "
-    "only the type (docs/telemetry.md, Privacy). Reported: _runnable.py is another agent's file",
-)
 async def test_exception_messages_quoting_content_stay_out_of_logs(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -175,3 +175,21 @@ def test_sync_faces_work() -> None:
     assert [c.content for c in router.stream("q")] == ["rig", "ht", ""]
     assert [m.content for m in router.batch(["q", "q"])] == ["right", "right"]
     assert router.statistics()["a"].pulls == 4
+
+
+async def test_a_timeout_names_the_arm_and_the_limit_and_an_arms_own_timeout_passes_through() -> (
+    None
+):
+    router = BanditRouterRunnable(
+        arms={"slow": FakeArm(hang=True), "quick": FakeArm()}, timeout=0.05, max_attempts=1
+    )
+    with pytest.raises(TimeoutError, match=r"arm 'slow' gave no answer within timeout=0.05 s"):
+        await router.ainvoke("q", {"configurable": {"bandit_arm": "slow"}})
+
+    async def own_timeout(_input: Any) -> Any:
+        raise TimeoutError("the provider's own read timeout")
+
+    other = BanditRouterRunnable(arms={"m": RunnableLambda(own_timeout)}, max_attempts=1)
+    with pytest.raises(TimeoutError, match="the provider's own read timeout"):
+        await other.ainvoke("q", {"configurable": {"bandit_arm": "m"}})
+    assert (await other.astatistics())["m"].failures == 1
