@@ -10,19 +10,26 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from bandit_router import Prior, UnknownArmError
+from bandit_router import ConfigurationError, Prior, UnknownArmError
 from bandit_router._engine import Engine
 from bandit_router._stats import BanditState, Outcome
 from bandit_router.policies import KLUCB, UCB1, Policy, ThompsonSampling, UCBTuned
-from bandit_router.policies.klucb import bernoulli_kl, kl_upper_bound
+from bandit_router.policies.klucb import bernoulli_kl, kl_upper_bound, variance_kl_upper_bound
 
-DETERMINISTIC: list[Policy] = [UCB1(), UCB1(c=0.5), UCBTuned(), KLUCB("log"), KLUCB("anytime")]
+DETERMINISTIC: list[Policy] = [
+    UCB1(),
+    UCB1(c=0.5),
+    UCBTuned(),
+    KLUCB("log"),
+    KLUCB("anytime"),
+    KLUCB(variance=True),
+]
 ALL: list[Policy] = [*DETERMINISTIC, ThompsonSampling(), ThompsonSampling(resample=False)]
 
 policies = st.one_of(
     st.builds(UCB1, c=st.floats(min_value=1e-3, max_value=100.0)),
     st.just(UCBTuned()),
-    st.sampled_from([KLUCB("log"), KLUCB("anytime")]),
+    st.sampled_from([KLUCB("log"), KLUCB("anytime"), KLUCB(variance=True), KLUCB("log", True)]),
 )
 unit = st.floats(min_value=0.0, max_value=1.0)
 
@@ -101,7 +108,8 @@ def test_more_pulls_same_mean_smaller_bonus(
     idx = policy.indices(n, s, q, float(t), Random(0))
     bonus0, bonus1 = idx[0] - mean, idx[1] - mean
     # UCB-Tuned's variance term can differ by an ulp between the arms (q is a float).
-    slack = 1e-12 if isinstance(policy, UCBTuned) else 0.0
+    # So can the variance-adaptive KL-UCB's.
+    slack = 1e-12 if isinstance(policy, UCBTuned) or getattr(policy, "variance", False) else 0.0
     assert bonus1 <= bonus0 + slack
 
 
@@ -316,5 +324,102 @@ def test_chosen_arm_has_the_largest_index(policy: Policy, state: BanditState, se
 
 
 def test_policy_names_are_distinct() -> None:
-    names = [p.name for p in (UCB1(), UCBTuned(), KLUCB("log"), KLUCB(), ThompsonSampling())]
+    policies = (UCB1(), UCBTuned(), KLUCB("log"), KLUCB(), KLUCB(variance=True), ThompsonSampling())
+    names = [p.name for p in policies]
     assert len(set(names)) == len(names)
+
+
+# --- variance-adaptive KL-UCB (KLUCB(variance=True)) ----------------------------------------
+
+
+def _k_inf(xs: list[float], mu: float) -> float:
+    """Honda & Takemura's K_inf(F, mu) of the empirical law of ``xs`` (support bound 1), by
+    its dual: max over 0 <= lam <= 1 / (1 - mu) of mean(log(1 - lam (x - mu))), concave."""
+    lo, hi = 0.0, (1.0 - 1e-12) / (1.0 - mu)
+
+    def f(lam: float) -> float:
+        return math.fsum(math.log(1.0 - lam * (x - mu)) for x in xs) / len(xs)
+
+    for _ in range(200):  # golden-section search
+        a = hi - (hi - lo) * 0.618033988749895
+        b = lo + (hi - lo) * 0.618033988749895
+        if f(a) < f(b):
+            lo = a
+        else:
+            hi = b
+    return f((lo + hi) / 2)
+
+
+@given(p=unit, frac=unit, level=st.floats(min_value=0.0, max_value=50.0))
+def test_variance_bound_lies_between_the_mean_and_the_bernoulli_bound(
+    p: float, frac: float, level: float
+) -> None:
+    v = frac * p * (1.0 - p)
+    b = variance_kl_upper_bound(p, v, level)
+    assert p <= b <= kl_upper_bound(p, level) + 1e-12
+    assert b <= 1.0
+
+
+@given(m=st.integers(1, 1000), frac=unit, t=st.floats(min_value=1.0, max_value=1e7))
+def test_variance_klucb_of_zero_one_rewards_is_klucb(m: int, frac: float, t: float) -> None:
+    # 0/1 rewards: sum of squares = sum, the variance is p (1 - p): the Bernoulli index.
+    s = float(round(frac * m))
+    for rate in ("anytime", "log"):
+        idx = KLUCB(rate, variance=True).indices([float(m)], [s], [s], t, Random(0))
+        assert idx == KLUCB(rate).indices([float(m)], [s], [s], t, Random(0))
+
+
+@given(
+    p=unit,
+    frac=unit,
+    l1=st.floats(min_value=0.0, max_value=20.0),
+    l2=st.floats(min_value=0.0, max_value=20.0),
+    f2=unit,
+)
+def test_variance_bound_grows_with_the_level_and_the_variance(
+    p: float, frac: float, l1: float, l2: float, f2: float
+) -> None:
+    # More pulls at the same moments = a smaller level: a smaller bound; so does less variance.
+    vmax = p * (1.0 - p)
+    lo, hi = sorted((l1, l2))
+    assert (
+        variance_kl_upper_bound(p, frac * vmax, lo)
+        <= variance_kl_upper_bound(p, frac * vmax, hi) + 1e-12
+    )
+    va, vb = sorted((frac * vmax, f2 * vmax))
+    assert variance_kl_upper_bound(p, va, hi) <= variance_kl_upper_bound(p, vb, hi) + 1e-12
+
+
+@settings(max_examples=200)
+@given(
+    xs=st.lists(st.floats(min_value=0.0, max_value=1.0), min_size=1, max_size=30),
+    level=st.floats(min_value=1e-3, max_value=5.0),
+)
+def test_variance_bound_is_at_least_the_empirical_klucb_bound(
+    xs: list[float], level: float
+) -> None:
+    # Valid: the bound is at least the empirical KL-UCB bound (Cappé et al. 2013) of the
+    # sample, sup {mu : K_inf(F_n, mu) <= level}, i.e. K_inf(F_n, bound) >= level.
+    n = len(xs)
+    p = math.fsum(xs) / n
+    v = math.fsum(x * x for x in xs) / n - p * p
+    b = variance_kl_upper_bound(p, v, level)
+    assume(b < 1.0 - 1e-6 and b > p + 1e-9)
+    assert _k_inf(xs, b) >= level * (1.0 - 1e-6) - 1e-9
+
+
+def test_variance_klucb_explores_less_on_a_narrow_reward() -> None:
+    # Arm 0: 30 rewards of 0.5 and 70 of 1 (mean 0.85); arm 1: 0/1 rewards of the same mean.
+    n, s, q = [100.0, 100.0], [85.0, 85.0], [30 * 0.25 + 70.0, 85.0]
+    narrow, bern = KLUCB(variance=True).indices(n, s, q, 2000.0, Random(0))
+    assert bern == KLUCB().indices(n, s, q, 2000.0, Random(0))[0]
+    assert 0.85 < narrow < bern
+    # The two-point law on {0.5, 1} is exactly the KL-UCB bound on [0.5, 1].
+    assert narrow == pytest.approx(0.5 + 0.5 * kl_upper_bound(0.7, math.log(2000 / 200) / 100))
+
+
+def test_variance_klucb_configuration() -> None:
+    assert KLUCB(variance=True).name == "kl-ucb-v"
+    assert KLUCB("log", variance=True).name == "kl-ucb-log-v"
+    with pytest.raises(ConfigurationError):
+        KLUCB(variance=1)  # type: ignore[arg-type]

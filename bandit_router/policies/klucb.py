@@ -10,7 +10,7 @@ from typing import Literal
 
 from bandit_router._errors import ConfigurationError
 
-__all__ = ["KLUCB", "bernoulli_kl", "kl_upper_bound"]
+__all__ = ["KLUCB", "bernoulli_kl", "kl_upper_bound", "variance_kl_upper_bound"]
 
 _EPS = 1e-12
 
@@ -141,6 +141,44 @@ def _kl_index(p: float, level: float) -> float:
     return lo
 
 
+def variance_kl_upper_bound(p: float, v: float, level: float) -> float:
+    """Return the KL-UCB bound of a [0, 1] arm with empirical mean ``p`` and variance ``v``.
+
+    The empirical KL-UCB of Cappé et al. (2013) needs ``K_inf(F, q) = min KL(F, G)`` over the
+    laws ``G`` on [0, 1] with mean >= ``q``; it is relaxed here to the first two moments. By
+    Bennett's (1962) / Hoeffding's (1963) extremal argument, among the laws on ``(-inf, 1]``
+    with mean ``p`` and variance ``v`` the two-point law on ``{a, 1}``, ``a = p - v / (1 - p)``,
+    has the smallest ``E log(1 - lam (X - q))`` (that function of ``X`` has a negative third
+    derivative), hence the smallest ``K_inf``. Its ``K_inf`` is the Bernoulli divergence on
+    [a, 1], so::
+
+        bound = a + (1 - a) * kl_upper_bound((p - a) / (1 - a), level)
+
+    which is >= the empirical KL-UCB bound of any law with these moments and <= the Bernoulli
+    bound ``kl_upper_bound(p, level)`` (equal to it when ``v = p (1 - p)``: 0/1 rewards).
+
+    Args:
+        p: The empirical mean, in [0, 1].
+        v: The empirical variance (second moment minus the squared mean); clipped into
+            [0, p (1 - p)], the range of a law on [0, 1].
+        level: The allowed divergence, >= 0.
+
+    Returns:
+        The upper confidence bound, in [p, 1].
+    """
+    p = min(max(p, 0.0), 1.0)
+    # Within rounding of the largest variance (0/1 rewards), or NaN: the Bernoulli bound.
+    vmax = p * (1.0 - p) * (1.0 - 1e-9)
+    if not v < vmax:
+        return _kl_index(p, level)
+    if p >= 1.0 or level <= 0.0:
+        return p
+    a = p - (v if v > 0.0 else 0.0) / (1.0 - p)
+    w = 1.0 - a
+    x = (p - a) / w
+    return a + w * _kl_index(x if x < 1.0 else 1.0, level)
+
+
 @dataclass(frozen=True, slots=True)
 class KLUCB:
     """KL-UCB: the largest mean still statistically plausible under the Bernoulli KL.
@@ -165,20 +203,41 @@ class KLUCB:
     the RouterBench replay reached 0.982-0.985 of the best model in hindsight against 0.965 for
     the "log" rate.
 
+    With ``variance=True`` the Bernoulli bound is replaced by
+    :func:`variance_kl_upper_bound`: the empirical KL-UCB of Cappé, Garivier, Maillard, Munos
+    & Stoltz ("Kullback-Leibler upper confidence bounds for optimal sequential allocation",
+    Annals of Statistics 2013, section 4; Honda & Takemura's ``K_inf``) relaxed to each arm's
+    empirical mean and variance::
+
+        a_i     = mean_i - var_i / (1 - mean_i)        (0 <= a_i <= mean_i)
+        index_i = a_i + (1 - a_i) * max { x : n_i * KL((mean_i - a_i) / (1 - a_i), x) <= rate_i }
+
+    It is never above the Bernoulli index and equals it for 0/1 rewards; for rewards spread
+    over less than [0, 1] (a cost-aware reward ``score - lam * cost``, normalised, spans about
+    half of it) it explores less, like the variance-adaptive UCB-V (Audibert, Munos &
+    Szepesvári 2009) but with the KL shape. It is still optimistic: at least the empirical
+    KL-UCB bound of any law on [0, 1] with those two moments. A :class:`Prior` counts as
+    observations of variance 0, so it narrows the bound more than under the Bernoulli index.
+
     Attributes:
         rate: ``"anytime"`` (the default) or ``"log"``.
+        variance: Use each arm's empirical variance (see above); default ``False``.
     """
 
     rate: Literal["anytime", "log"] = "anytime"
+    variance: bool = False
 
     def __post_init__(self) -> None:
         if self.rate not in ("anytime", "log"):
             raise ConfigurationError(f"KLUCB rate must be 'anytime' or 'log', got {self.rate!r}")
+        if not isinstance(self.variance, bool):
+            raise ConfigurationError(f"KLUCB variance must be True or False, got {self.variance!r}")
 
     @property
     def name(self) -> str:
-        """``"kl-ucb"`` or ``"kl-ucb-log"``."""
-        return "kl-ucb" if self.rate == "anytime" else "kl-ucb-log"
+        """``"kl-ucb"`` or ``"kl-ucb-log"``, with ``"-v"`` appended when ``variance``."""
+        base = "kl-ucb" if self.rate == "anytime" else "kl-ucb-log"
+        return base + "-v" if self.variance else base
 
     def indices(
         self,
@@ -189,6 +248,8 @@ class KLUCB:
         rng: Random,
     ) -> list[float]:
         """Return the KL-UCB index of every arm."""
+        if self.variance:
+            return self._variance_indices(n, total, total_sq, t)
         bound = _kl_index
         if self.rate == "log":
             lt = math.log(t) if t > 1.0 else 0.0
@@ -199,4 +260,21 @@ class KLUCB:
         for m, s in zip(n, total, strict=True):
             ratio = t / (k * m)
             out.append(bound(s / m, (log(ratio) if ratio > 1.0 else 0.0) / m))
+        return out
+
+    def _variance_indices(
+        self, n: Sequence[float], total: Sequence[float], total_sq: Sequence[float], t: float
+    ) -> list[float]:
+        k = len(n)
+        log = math.log
+        lt = log(t) if t > 1.0 else 0.0
+        out = []
+        for m, s, q in zip(n, total, total_sq, strict=True):
+            p = s / m
+            if self.rate == "log":
+                level = lt / m
+            else:
+                ratio = t / (k * m)
+                level = (log(ratio) if ratio > 1.0 else 0.0) / m
+            out.append(variance_kl_upper_bound(p, q / m - p * p, level))
         return out
