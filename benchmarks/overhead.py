@@ -17,7 +17,9 @@ overhead: LangChain's callback machinery, the routing, the learning. Contenders:
 6. for information: router 4 with an async reward (no thread hop), and router 4 over a
    ``SQLiteStore`` on a temporary file;
 7. for information: router 4 with ``telemetry=False``, and with an OpenTelemetry SDK whose
-   exporter drops every span.
+   exporter drops every span;
+8. for information, the floor: what any learning router must do per call (read the callback
+   configuration, ``Bandit.choose``, the arm, ``Bandit.reward``) and nothing else.
 
 No tracing SDK is configured: ``LANGCHAIN_TRACING_V2``, ``LANGSMITH_TRACING`` (and their
 ``_V2``/plain siblings) are removed from the environment before anything runs.
@@ -56,8 +58,10 @@ from typing import Any
 import langchain_core
 from langchain_core.messages import BaseMessage, HumanMessage
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
+from langchain_core.runnables.config import ensure_config, get_async_callback_manager_for_config
+from langchain_core.utils.uuid import uuid7
 
-from bandit_router import BanditRouterRunnable, __version__
+from bandit_router import Bandit, BanditRouterRunnable, __version__
 from bandit_router._fakes import FakeArm, is_right
 from bandit_router.stores import SQLiteStore
 
@@ -128,6 +132,30 @@ def lambda_router_sync(
     """
     rng = random.Random(seed)
     return RunnableLambda(lambda _messages: a if rng.random() < 0.5 else b, name="lambda_router")
+
+
+def floor_router(a: Runnable[Any, Any], b: Runnable[Any, Any]) -> Timed:
+    """The least a learning router can do per call, for scale: no router run, no child run.
+
+    It reads the call's callback configuration (as any Runnable must, to know whether someone
+    listens), asks a :class:`~bandit_router.Bandit` on an ``InMemoryStore`` for an arm, calls it
+    with the caller's config and rewards it with :func:`is_right` inline. No telemetry, no
+    timeout, no retries, no fallback, no stamped metadata, no evaluator errors handled.
+    """
+    arms = {"a": a, "b": b}
+    bandit = Bandit(list(arms))
+
+    async def run(n: int) -> float:
+        t0 = clock()
+        for _ in range(n):
+            config = ensure_config(None)
+            get_async_callback_manager_for_config(config)
+            d = await bandit.choose(decision_id=str(uuid7()))
+            out = await arms[d.arm].ainvoke(MSG, config)
+            await bandit.reward(d.decision_id, is_right(out))
+        return clock() - t0
+
+    return run
 
 
 async def is_right_async(outputs: Any) -> bool:
@@ -340,6 +368,11 @@ async def amain(
                             tracer_provider=sdk_tracer_provider(),
                         )
                     ),
+                    info=True,
+                ),
+                Contender(
+                    "8. floor: configure + Bandit.choose + arm + Bandit.reward, nothing else",
+                    floor_router(FakeArm(), FakeArm()),
                     info=True,
                 ),
             ]
