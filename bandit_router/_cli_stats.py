@@ -35,6 +35,8 @@ __all__ = ["ArmRow", "collect", "open_store", "register", "stats_command"]
 POLICIES: Final[dict[str, Callable[[], Policy]]] = {
     "kl-ucb": lambda: KLUCB(),
     "kl-ucb-log": lambda: KLUCB(rate="log"),
+    "kl-ucb-bernoulli": lambda: KLUCB(variance=False),
+    "kl-ucb-log-bernoulli": lambda: KLUCB(rate="log", variance=False),
     "ucb1": lambda: UCB1(),
     "ucb-tuned": lambda: UCBTuned(),
     "thompson": lambda: ThompsonSampling(),

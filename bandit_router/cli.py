@@ -49,7 +49,7 @@ examples:
 exit status: 0 done, 2 bad arguments or an unreadable dataset, priors file or plot setup.
 """
 
-_POLICY_NAMES = ("klucb", "klucb-log", "ucb1", "ucb-tuned", "thompson")
+_POLICY_NAMES = ("klucb", "klucb-log", "klucb-bernoulli", "ucb1", "ucb-tuned", "thompson")
 
 
 def _nonneg_float(text: str) -> float:

@@ -1,4 +1,6 @@
-"""KLUCB() against KLUCB(variance=True): the replay settings and synthetic non-Bernoulli arms.
+"""Bernoulli ``KLUCB(variance=False)`` against the default, variance-adaptive ``KLUCB()``.
+
+The replay settings and synthetic non-Bernoulli arms.
 
 Every replay goes through the Bandit engine (``path="engine"``: the same choices as the
 router, decision for decision). Orders: seeds 0-9 (the acceptance figures) and 10-19 (a check
@@ -60,11 +62,11 @@ def replay_rows() -> None:
             ("FrugalGPT lam=1", fg, {"lam": 1.0}),
             ("FrugalGPT lam=1, prices known", fg, {"lam": 1.0, "prices": True}),
         ]
-    print("| setting | seeds | KLUCB() | KLUCB(variance=True) |\n|---|---|---:|---:|")
+    print("| setting | seeds | KLUCB(variance=False) | KLUCB() |\n|---|---|---:|---:|")
     for title, table, kw in sets:
         for seeds in (range(10), range(10, 20)):
             cells = []
-            for policy in (KLUCB(), KLUCB(variance=True)):
+            for policy in (KLUCB(variance=False), KLUCB()):
                 report = replay(table, [policy], seeds=list(seeds), path="engine", **kw)
                 line = report.lines(baselines=False)[0]
                 cells.append(f"{line.pct_best:.2f} +- {line.pct_best_std:.2f}")
@@ -86,7 +88,7 @@ def synthetic_rows(horizon: int = 5000, seeds: int = 10) -> None:
     print("\n| rewards | policy | regret at 5,000 (+- std) |\n|---|---|---:|")
     for kind in ("bernoulli", "half-band", "beta"):
         means = [0.5 + 0.5 * m if kind == "half-band" else m for m in MEANS]
-        for policy in (KLUCB(), KLUCB(variance=True)):
+        for policy in (KLUCB(variance=False), KLUCB()):
             regrets = []
             for seed in range(seeds):
                 rng = np.random.default_rng(seed)

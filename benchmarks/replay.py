@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data"
 EMBEDDED = ROOT / "bandit_router" / "replay" / "data" / "routerbench.csv.gz"
 SECTIONS = ("policies", "prices", "warm", "blocked", "frugalgpt")
-POLICIES = ("klucb", "klucb-log", "ucb-tuned", "ucb1", "thompson")
+POLICIES = ("klucb", "klucb-bernoulli", "klucb-log", "ucb-tuned", "ucb1", "thompson")
 
 DERIVED_NOTE = (
     "Derived for bandit-router: per-prompt scores (0/1) and costs (USD, '<model>|total_cost') of "

@@ -22,14 +22,14 @@ DETERMINISTIC: list[Policy] = [
     UCBTuned(),
     KLUCB("log"),
     KLUCB("anytime"),
-    KLUCB(variance=True),
+    KLUCB(variance=False),
 ]
 ALL: list[Policy] = [*DETERMINISTIC, ThompsonSampling(), ThompsonSampling(resample=False)]
 
 policies = st.one_of(
     st.builds(UCB1, c=st.floats(min_value=1e-3, max_value=100.0)),
     st.just(UCBTuned()),
-    st.sampled_from([KLUCB("log"), KLUCB("anytime"), KLUCB(variance=True), KLUCB("log", True)]),
+    st.sampled_from([KLUCB("log"), KLUCB("anytime"), KLUCB(variance=False), KLUCB("log", False)]),
 )
 unit = st.floats(min_value=0.0, max_value=1.0)
 
@@ -324,7 +324,14 @@ def test_chosen_arm_has_the_largest_index(policy: Policy, state: BanditState, se
 
 
 def test_policy_names_are_distinct() -> None:
-    policies = (UCB1(), UCBTuned(), KLUCB("log"), KLUCB(), KLUCB(variance=True), ThompsonSampling())
+    policies = (
+        UCB1(),
+        UCBTuned(),
+        KLUCB("log"),
+        KLUCB(),
+        KLUCB(variance=False),
+        ThompsonSampling(),
+    )
     names = [p.name for p in policies]
     assert len(set(names)) == len(names)
 
@@ -356,7 +363,10 @@ def test_variance_bound_lies_between_the_mean_and_the_bernoulli_bound(
 ) -> None:
     v = frac * p * (1.0 - p)
     b = variance_kl_upper_bound(p, v, level)
-    assert p <= b <= kl_upper_bound(p, level) + 1e-12
+    # Near level 0 both bounds stop where the computed divergence rises above its rounding
+    # noise (KL(p, p + d) ~ d**2 is lost in the two logarithms' cancellation below d ~ 1e-8),
+    # a few 1e-9 above the mean: hence the tolerance, far below any decision's scale.
+    assert p <= b <= kl_upper_bound(p, level) + 1e-7
     assert b <= 1.0
 
 
@@ -366,7 +376,7 @@ def test_variance_klucb_of_zero_one_rewards_is_klucb(m: int, frac: float, t: flo
     s = float(round(frac * m))
     for rate in ("anytime", "log"):
         idx = KLUCB(rate, variance=True).indices([float(m)], [s], [s], t, Random(0))
-        assert idx == KLUCB(rate).indices([float(m)], [s], [s], t, Random(0))
+        assert idx == KLUCB(rate, variance=False).indices([float(m)], [s], [s], t, Random(0))
 
 
 @given(
@@ -412,14 +422,16 @@ def test_variance_klucb_explores_less_on_a_narrow_reward() -> None:
     # Arm 0: 30 rewards of 0.5 and 70 of 1 (mean 0.85); arm 1: 0/1 rewards of the same mean.
     n, s, q = [100.0, 100.0], [85.0, 85.0], [30 * 0.25 + 70.0, 85.0]
     narrow, bern = KLUCB(variance=True).indices(n, s, q, 2000.0, Random(0))
-    assert bern == KLUCB().indices(n, s, q, 2000.0, Random(0))[0]
+    assert bern == KLUCB(variance=False).indices(n, s, q, 2000.0, Random(0))[0]
     assert 0.85 < narrow < bern
     # The two-point law on {0.5, 1} is exactly the KL-UCB bound on [0.5, 1].
     assert narrow == pytest.approx(0.5 + 0.5 * kl_upper_bound(0.7, math.log(2000 / 200) / 100))
 
 
 def test_variance_klucb_configuration() -> None:
-    assert KLUCB(variance=True).name == "kl-ucb-v"
-    assert KLUCB("log", variance=True).name == "kl-ucb-log-v"
+    assert KLUCB().name == KLUCB(variance=True).name == "kl-ucb"
+    assert KLUCB("log").name == "kl-ucb-log"
+    assert KLUCB(variance=False).name == "kl-ucb-bernoulli"
+    assert KLUCB("log", variance=False).name == "kl-ucb-log-bernoulli"
     with pytest.raises(ConfigurationError):
         KLUCB(variance=1)  # type: ignore[arg-type]

@@ -141,6 +141,10 @@ def _kl_index(p: float, level: float) -> float:
     return lo
 
 
+#: Levels below this are treated as 0 by :func:`variance_kl_upper_bound` (see there).
+_NOISE_LEVEL = 1e-14
+
+
 def variance_kl_upper_bound(p: float, v: float, level: float) -> float:
     """Return the KL-UCB bound of a [0, 1] arm with empirical mean ``p`` and variance ``v``.
 
@@ -171,7 +175,10 @@ def variance_kl_upper_bound(p: float, v: float, level: float) -> float:
     vmax = p * (1.0 - p) * (1.0 - 1e-9)
     if not v < vmax:
         return _kl_index(p, level)
-    if p >= 1.0 or level <= 0.0:
+    if p >= 1.0 or level <= _NOISE_LEVEL:
+        # Below this level the bound is within 1e-7 of the mean and the divergence computed
+        # near it is rounding noise (KL(x, x + d) ~ d**2 cancels in two logarithms), which
+        # would make the result wander by a few 1e-9 and break monotonicity in the variance.
         return p
     a = p - (v if v > 0.0 else 0.0) / (1.0 - p)
     w = 1.0 - a
@@ -181,7 +188,7 @@ def variance_kl_upper_bound(p: float, v: float, level: float) -> float:
 
 @dataclass(frozen=True, slots=True)
 class KLUCB:
-    """KL-UCB: the largest mean still statistically plausible under the Bernoulli KL.
+    """KL-UCB: the largest mean still statistically plausible (by default, given the variance).
 
     Formula::
 
@@ -203,7 +210,7 @@ class KLUCB:
     the RouterBench replay reached 0.982-0.985 of the best model in hindsight against 0.965 for
     the "log" rate.
 
-    With ``variance=True`` the Bernoulli bound is replaced by
+    By default (``variance=True``) the Bernoulli bound is replaced by
     :func:`variance_kl_upper_bound`: the empirical KL-UCB of Cappé, Garivier, Maillard, Munos
     & Stoltz ("Kullback-Leibler upper confidence bounds for optimal sequential allocation",
     Annals of Statistics 2013, section 4; Honda & Takemura's ``K_inf``) relaxed to each arm's
@@ -221,11 +228,12 @@ class KLUCB:
 
     Attributes:
         rate: ``"anytime"`` (the default) or ``"log"``.
-        variance: Use each arm's empirical variance (see above); default ``False``.
+        variance: Use each arm's empirical variance (see above; the default). ``False`` is the
+            plain Bernoulli KL-UCB, which treats every reward as if it could be 0 or 1.
     """
 
     rate: Literal["anytime", "log"] = "anytime"
-    variance: bool = False
+    variance: bool = True
 
     def __post_init__(self) -> None:
         if self.rate not in ("anytime", "log"):
@@ -235,9 +243,9 @@ class KLUCB:
 
     @property
     def name(self) -> str:
-        """``"kl-ucb"`` or ``"kl-ucb-log"``, with ``"-v"`` appended when ``variance``."""
+        """``"kl-ucb"`` or ``"kl-ucb-log"``, with ``"-bernoulli"`` appended without ``variance``."""
         base = "kl-ucb" if self.rate == "anytime" else "kl-ucb-log"
-        return base + "-v" if self.variance else base
+        return base if self.variance else base + "-bernoulli"
 
     def indices(
         self,

@@ -44,6 +44,7 @@ __all__ = [
 POLICIES: Final[dict[str, Callable[[], Policy]]] = {
     "klucb": KLUCB,
     "klucb-log": lambda: KLUCB(rate="log"),
+    "klucb-bernoulli": lambda: KLUCB(variance=False),
     "ucb1": UCB1,
     "ucb-tuned": UCBTuned,
     "thompson": ThompsonSampling,
