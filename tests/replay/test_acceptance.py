@@ -31,8 +31,8 @@ def test_default_policy_at_lambda_0(routerbench: OutcomeTable) -> None:
 
 
 def test_default_policy_at_lambda_1(routerbench: OutcomeTable) -> None:
-    # Goal 98; measured 97.997 +- 0.69 (the reference's KL-UCB++ loops: 0.980 +- 0.006).
-    assert _pct(routerbench, lam=1.0) >= 97.95
+    # Goal 98; measured 98.42 +- 0.53 (the Bernoulli bound: 97.997, as the reference's loops).
+    assert _pct(routerbench, lam=1.0) >= 98.0
 
 
 def test_known_prices_at_lambda_1(routerbench: OutcomeTable) -> None:
@@ -56,7 +56,7 @@ def test_router_and_engine_agree_on_the_full_table(routerbench: OutcomeTable) ->
 
 
 @pytest.mark.skipif(not (SHARED / "frugalgpt_overruling").is_dir(), reason="no ../shared/data")
-@pytest.mark.parametrize(("lam", "floor"), [(0.0, 98.5), (1.0, 98.2)])
+@pytest.mark.parametrize(("lam", "floor"), [(0.0, 98.5), (1.0, 98.8)])
 def test_frugalgpt(lam: float, floor: float) -> None:
     table = load_dataset(SHARED / "frugalgpt_overruling" / "overruling.csv")
-    assert _pct(table, lam=lam) >= floor  # measured 98.61 and 98.24
+    assert _pct(table, lam=lam) >= floor  # measured 98.61 and 98.98
