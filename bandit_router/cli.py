@@ -49,7 +49,15 @@ examples:
 exit status: 0 done, 2 bad arguments or an unreadable dataset, priors file or plot setup.
 """
 
-_POLICY_NAMES = ("klucb", "klucb-log", "klucb-bernoulli", "ucb1", "ucb-tuned", "thompson")
+_POLICY_NAMES = (
+    "klucb",
+    "klucb-bernoulli",
+    "klucb-log",
+    "klucb-log-bernoulli",
+    "ucb1",
+    "ucb-tuned",
+    "thompson",
+)
 
 
 def _nonneg_float(text: str) -> float:
@@ -80,7 +88,8 @@ def _decay(text: str) -> float:
 
 
 def _policies(text: str) -> list[str]:
-    names = [p.strip() for p in text.split(",") if p.strip()]
+    # The policies' own names ("kl-ucb", as spans and `bandit-router stats` show them) work too.
+    names = [p.strip().replace("kl-ucb", "klucb") for p in text.split(",") if p.strip()]
     for p in names:
         if p not in _POLICY_NAMES:
             raise argparse.ArgumentTypeError(

@@ -45,6 +45,7 @@ POLICIES: Final[dict[str, Callable[[], Policy]]] = {
     "klucb": KLUCB,
     "klucb-log": lambda: KLUCB(rate="log"),
     "klucb-bernoulli": lambda: KLUCB(variance=False),
+    "klucb-log-bernoulli": lambda: KLUCB(rate="log", variance=False),
     "ucb1": UCB1,
     "ucb-tuned": UCBTuned,
     "thompson": ThompsonSampling,

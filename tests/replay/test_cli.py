@@ -241,3 +241,12 @@ def test_runs_as_a_module_in_a_fresh_interpreter(tiny_csv: Path) -> None:
     assert proc.stderr == ""  # stderr is not a terminal: no progress bar
     assert "tiny: 4 prompts x 2 models" in proc.stdout
     assert "data: a made-up table" in proc.stdout
+
+
+def test_the_policies_own_names_are_accepted_too(capsys: pytest.CaptureFixture[str]) -> None:
+    # "kl-ucb-bernoulli" is what spans and `bandit-router stats` call KLUCB(variance=False).
+    code = cli.main(
+        ["replay", "--limit", "60", "--seeds", "1", "--engine", "--policy", "kl-ucb-bernoulli"]
+    )
+    assert code == 0
+    assert "kl-ucb-bernoulli" in capsys.readouterr().out
