@@ -221,11 +221,8 @@ class Bandit:
             return DEFAULT
         engine = self.engine
         glob = await self.store.load(self.name, "", engine.arms, engine.rules)
-        n, s, _ = glob.discounted(engine.decay, engine.priors)
-        return tuple(
-            Prior(mean=min(max(s[i] / n[i], 0.0), 1.0), weight=min(w, n[i])) if n[i] > 0 else None
-            for i in range(len(n))
-        )
+        n, s, q = glob.discounted(engine.decay, engine.priors)
+        return tuple(_seed(n[i], s[i], q[i], w) if n[i] > 0 else None for i in range(len(n)))
 
     async def _mirror(self, context: str, arm: str, outcome: Outcome) -> None:
         """Count a named context's outcome in the global context too (context seeding)."""
@@ -290,6 +287,17 @@ class Bandit:
     async def expire(self) -> int:
         """Expire every overdue pending decision now; return how many."""
         return await self.store.expire(self.name, self.engine.rules, self._clock())
+
+
+def _seed(n: float, s: float, q: float, weight: float) -> Prior:
+    """A context's prior from the global statistics ``n, s, q`` of one arm, capped in weight.
+
+    It carries the global spread as well as the mean: seeded with a variance of 0, a context
+    would look surer of its rewards than the data says to a policy that reads the variance.
+    """
+    mean = min(max(s / n, 0.0), 1.0)
+    variance = min(max(q / n - mean * mean, 0.0), mean * (1.0 - mean))
+    return Prior(mean=mean, weight=min(weight, n), variance=variance)
 
 
 def _check_id(decision_id: object) -> str:

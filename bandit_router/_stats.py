@@ -103,19 +103,25 @@ class Prior:
 
     ``Prior(mean=m, weight=w)`` is exactly ``w`` observations of mean ``m`` (and variance 0)
     made before the first real one: they count in the arm's mean and in its confidence, and
-    under decay they fade like observations made at clock 0.
+    under decay they fade like observations made at clock 0. ``variance=v`` makes them ``w``
+    observations of mean ``m`` and variance ``v`` instead, which matters to the policies that
+    read the spread of the rewards (the default, variance-adaptive :class:`KLUCB`, and
+    :class:`UCBTuned`): ``m * (1 - m)`` says "pass/fail outcomes with that success rate".
 
     Attributes:
         mean: The believed mean reward, in [0, 1].
         weight: How many observations the belief is worth; 0 disables it.
+        variance: The believed variance of one reward, in [0, mean * (1 - mean)] (the
+            largest any law on [0, 1] with that mean has); default 0.
 
     Raises:
-        ConfigurationError: If ``mean`` is outside [0, 1] or not finite, or ``weight`` is
-            negative or not finite.
+        ConfigurationError: If ``mean`` is outside [0, 1] or not finite, ``weight`` is
+            negative or not finite, or ``variance`` is outside [0, mean * (1 - mean)].
     """
 
     mean: float
     weight: float
+    variance: float = 0.0
 
     def __post_init__(self) -> None:
         if not _finite(self.mean) or not 0.0 <= self.mean <= 1.0:
@@ -123,6 +129,13 @@ class Prior:
         if not _finite(self.weight) or self.weight < 0:
             raise ConfigurationError(
                 f"Prior weight must be a finite number >= 0, got {self.weight!r}"
+            )
+        v = self.variance
+        # A hair of slack above m (1 - m): a variance computed from sums carries rounding.
+        if not _finite(v) or not 0.0 <= v <= self.mean * (1.0 - self.mean) * (1 + 1e-9) + 1e-15:
+            raise ConfigurationError(
+                f"Prior variance must be a number in [0, mean * (1 - mean)] = "
+                f"[0, {self.mean * (1.0 - self.mean)!r}], got {v!r}"
             )
 
 
@@ -306,7 +319,7 @@ class BanditState:
                     w = p.weight * prior_factor
                     n[i] += w
                     s[i] += w * p.mean
-                    q[i] += w * p.mean * p.mean
+                    q[i] += w * (p.variance + p.mean * p.mean)
         return n, s, q
 
     def statistics(

@@ -344,3 +344,20 @@ async def test_bandit_learns_the_better_arm() -> None:
         chosen.append(d.arm)
         await bandit.reward(d.decision_id, rng.random() < means[d.arm])
     assert Counter(chosen[-200:]).most_common(1)[0][0] == "c"
+
+
+@pytest.mark.anyio
+async def test_a_context_is_seeded_with_the_global_spread() -> None:
+    bandit = Bandit(list(ARMS), context_prior_weight=4.0, seed=0)
+    for r in (1.0, 0.0, 1.0, 1.0):  # pass/fail rewards on the first arm, global context
+        d = await bandit.choose(exclude=ARMS[1:])
+        await bandit.reward(d.decision_id, r)
+    seeds = await bandit._context_priors("tenant-1")
+    assert isinstance(seeds, tuple)
+    first = seeds[0]
+    assert first is not None
+    assert (first.mean, first.weight) == (0.75, 4.0)
+    # The seed carries the global spread (pass/fail: 0.75 * 0.25), not a variance of 0, so a
+    # policy reading the variance sees a new context no surer than the data.
+    assert math.isclose(first.variance, 0.75 * 0.25)
+    assert all(p is None for p in seeds[1:])

@@ -290,3 +290,20 @@ def test_prior_weight_fades_with_the_global_clock(decay: float, steps: int) -> N
     assert math.isclose(stats["a"].weight, 10.0 * decay**steps, rel_tol=1e-9)
     assert stats["a"].mean is not None
     assert math.isclose(stats["a"].mean, 0.7, rel_tol=1e-9)
+
+
+@given(
+    m=st.floats(min_value=0.0, max_value=1.0),
+    w=st.floats(min_value=0.0, max_value=1e6),
+    frac=st.floats(min_value=0.0, max_value=1.0),
+)
+def test_a_prior_with_a_variance_is_observations_with_that_spread(
+    m: float, w: float, frac: float
+) -> None:
+    v = frac * m * (1.0 - m)
+    n, s, q = BanditState(ARMS).discounted(None, (Prior(m, w, variance=v), None, None))
+    assert (n[0], s[0]) == (w, w * m)
+    assert math.isclose(q[0], w * (v + m * m), rel_tol=1e-12, abs_tol=1e-300)
+    # The default is observations exactly at the mean (variance 0).
+    q0 = BanditState(ARMS).discounted(None, (Prior(m, w), None, None))[2][0]
+    assert math.isclose(q0, w * m * m, rel_tol=1e-12, abs_tol=1e-300)

@@ -466,3 +466,16 @@ def test_real_numbers_of_other_types_are_rewards() -> None:
     for bad in (np.float32("nan"), np.int64(2), Fraction(3, 2), Decimal("0.5")):
         with pytest.raises(InvalidRewardError):
             check_reward(bad)
+
+
+@given(
+    variance=st.one_of(
+        st.floats(min_value=0.2501, max_value=1e9),  # above mean * (1 - mean) = 0.25
+        st.floats(max_value=-1e-300),
+        st.sampled_from([math.nan, math.inf, -math.inf]),
+    )
+)
+def test_bad_prior_variance(variance: float) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        Prior(mean=0.5, weight=1.0, variance=variance)
+    assert names_value(info.value, variance)

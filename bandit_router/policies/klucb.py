@@ -224,7 +224,8 @@ class KLUCB:
     half of it) it explores less, like the variance-adaptive UCB-V (Audibert, Munos &
     Szepesvári 2009) but with the KL shape. It is still optimistic: at least the empirical
     KL-UCB bound of any law on [0, 1] with those two moments. A :class:`Prior` counts as
-    observations of variance 0, so it narrows the bound more than under the Bernoulli index.
+    observations of its ``variance`` (0 unless given), so without one it narrows the bound more
+    than under the Bernoulli index.
 
     Attributes:
         rate: ``"anytime"`` (the default) or ``"log"``.
