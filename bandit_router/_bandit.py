@@ -222,7 +222,7 @@ class Bandit:
         engine = self.engine
         glob = await self.store.load(self.name, "", engine.arms, engine.rules)
         n, s, q = glob.discounted(engine.decay, engine.priors)
-        return tuple(_seed(n[i], s[i], q[i], w) if n[i] > 0 else None for i in range(len(n)))
+        return tuple(context_seed(n[i], s[i], q[i], w) if n[i] > 0 else None for i in range(len(n)))
 
     async def _mirror(self, context: str, arm: str, outcome: Outcome) -> None:
         """Count a named context's outcome in the global context too (context seeding)."""
@@ -289,7 +289,7 @@ class Bandit:
         return await self.store.expire(self.name, self.engine.rules, self._clock())
 
 
-def _seed(n: float, s: float, q: float, weight: float) -> Prior:
+def context_seed(n: float, s: float, q: float, weight: float) -> Prior:
     """A context's prior from the global statistics ``n, s, q`` of one arm, capped in weight.
 
     It carries the global spread as well as the mean: seeded with a variance of 0, a context

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final, Protocol, TextIO
 
+from bandit_router._bandit import context_seed
 from bandit_router._engine import Engine
 from bandit_router._errors import BanditRouterError, ConfigurationError
 from bandit_router._stats import Prior
@@ -287,11 +288,9 @@ async def collect(
                 # What the router selects a named context with: the global statistics as a
                 # prior, capped at context_prior_weight observations (Bandit's own rule).
                 glob = await store.load(ns, "", engine.arms, engine.rules)
-                n, total, _ = glob.discounted(engine.decay, engine.priors)
+                n, total, sq = glob.discounted(engine.decay, engine.priors)
                 seeded = tuple(
-                    Prior(min(max(total[i] / n[i], 0.0), 1.0), min(context_prior_weight, n[i]))
-                    if n[i] > 0
-                    else None
+                    context_seed(n[i], total[i], sq[i], context_prior_weight) if n[i] > 0 else None
                     for i in range(len(n))
                 )
             selection = (
