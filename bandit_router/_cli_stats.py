@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Final, Protocol, TextIO
 
 from bandit_router._bandit import context_seed
+from bandit_router._cli_args import decay_arg, nonneg_float
 from bandit_router._engine import Engine
 from bandit_router._errors import BanditRouterError, ConfigurationError
 from bandit_router._stats import Prior
@@ -406,26 +407,6 @@ def _cost(text: str) -> tuple[str, float]:
     return arm, cost
 
 
-def _weight(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"a weight must be a finite number >= 0, got {text}")
-    return value
-
-
-def _decay(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0.0 < value <= 1.0:
-        raise argparse.ArgumentTypeError(f"decay must lie in (0, 1], got {text}")
-    return value
-
-
 def register(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``stats`` subcommand to an ``argparse`` subparsers object.
 
@@ -476,7 +457,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--decay",
-        type=_decay,
+        type=decay_arg,
         default=None,
         metavar="D",
         help="the router's decay= (default: none, stationary)",
@@ -500,7 +481,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--context-prior-weight",
-        type=_weight,
+        type=nonneg_float,
         default=None,
         metavar="W",
         help="the router's context_prior_weight= (named contexts select with the global "

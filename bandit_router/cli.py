@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import math
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
+
+from bandit_router._cli_args import decay_arg, nonneg_float
 
 __all__ = ["build_parser", "main"]
 
@@ -60,16 +61,6 @@ _POLICY_NAMES = (
 )
 
 
-def _nonneg_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
-    return value
-
-
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -77,13 +68,6 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return value
-
-
-def _decay(text: str) -> float:
-    value = _nonneg_float(text)
-    if not 0.0 < value <= 1.0:
-        raise argparse.ArgumentTypeError(f"decay must lie in (0, 1], got {text}")
     return value
 
 
@@ -124,7 +108,7 @@ def _register_replay(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--lam",
-        type=_nonneg_float,
+        type=nonneg_float,
         default=0.0,
         help="weight of cost in the reward (default 0: quality only)",
     )
@@ -145,7 +129,7 @@ def _register_replay(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--context-prior-weight",
-        type=_nonneg_float,
+        type=nonneg_float,
         default=None,
         metavar="W",
         help="with --context task: seed each task from the global statistics, worth at most "
@@ -157,7 +141,9 @@ def _register_replay(subparsers: Any) -> argparse.ArgumentParser:
         help="the arms' costs are known (their mean cost per call): the router learns the "
         "score only and subtracts lam * cost / cost_scale from each arm's index",
     )
-    p.add_argument("--decay", type=_decay, default=None, help="the router's decay (default: none)")
+    p.add_argument(
+        "--decay", type=decay_arg, default=None, help="the router's decay (default: none)"
+    )
     p.add_argument(
         "--limit", type=_positive_int, default=None, help="only the first N prompts of each order"
     )
@@ -172,7 +158,7 @@ def _register_replay(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--prior-weight",
-        type=_nonneg_float,
+        type=nonneg_float,
         default=None,
         metavar="W",
         help="cap each prior from --priors at W observations",
