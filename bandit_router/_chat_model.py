@@ -478,8 +478,8 @@ class ChatBanditRouter(BaseChatModel):
         stop: list[str] | None,
         run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None,
         kwargs: dict[str, Any],
-        stream: bool,
-    ) -> tuple[AsyncGenerator[Any, None], RouteCall]:
+    ) -> tuple[RunnableConfig, RouteCall, dict[str, Any]]:
+        """Set one call up for the router's core: its config, its RouteCall, the arm kwargs."""
         call: _ChatCall | None = kwargs.pop(_CALL_KEY, None)
         parent = self._parent(run_manager, call, stop, kwargs)
         config: RunnableConfig = call.config if call is not None else {}
@@ -516,8 +516,7 @@ class ChatBanditRouter(BaseChatModel):
         route = RouteCall(
             run_id=str(parent.run_id), child_config=child_config, prepare=prepare, pinned=model
         )
-        items = self._router._run(messages, config, route, stream, arm_kwargs)
-        return items, route
+        return config, route, arm_kwargs
 
     async def _agenerate(
         self,
@@ -535,11 +534,8 @@ class ChatBanditRouter(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None,
         kwargs: dict[str, Any],
     ) -> ChatResult:
-        items, _ = self._route(messages, stop, run_manager, kwargs, stream=False)
-        output: Any = None
-        async with aclosing(items) as outputs:
-            async for item in outputs:
-                output = item
+        config, route, arm_kwargs = self._route(messages, stop, run_manager, kwargs)
+        output = await self._router._invoke(messages, config, route, arm_kwargs)
         return ChatResult(generations=[ChatGeneration(message=_own_id(_as_message(output)))])
 
     def _generate(
@@ -569,9 +565,9 @@ class ChatBanditRouter(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None,
         kwargs: dict[str, Any],
     ) -> AsyncGenerator[ChatGenerationChunk, None]:
-        items, route = self._route(messages, stop, run_manager, kwargs, stream=True)
+        config, route, arm_kwargs = self._route(messages, stop, run_manager, kwargs)
         first = True
-        async with aclosing(items) as chunks:
+        async with aclosing(self._router._stream(messages, config, route, arm_kwargs)) as chunks:
             async for item in chunks:
                 chunk = _own_id(_as_chunk(item))
                 if first and route.decision is not None:

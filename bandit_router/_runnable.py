@@ -11,10 +11,13 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, M
 from contextlib import aclosing
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, ClassVar
+from math import inf
+from typing import Any, ClassVar, cast
 
 import anyio
-from langchain_core.callbacks import AsyncCallbackManagerForChainRun
+from langchain_core.callbacks import AsyncCallbackManagerForChainRun, BaseCallbackManager
+from langchain_core.globals import get_debug
+from langchain_core.language_models import BaseLanguageModel
 from langchain_core.messages import BaseMessage
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableSerializable
 from langchain_core.runnables.base import coerce_to_runnable
@@ -23,7 +26,8 @@ from langchain_core.runnables.config import (
     get_async_callback_manager_for_config,
     patch_config,
 )
-from langchain_core.utils.uuid import uuid7
+from langchain_core.tracers.context import _configure_hooks, _tracing_v2_is_enabled
+from langchain_core.utils.env import env_var_is_set
 from pydantic import ConfigDict, Field, PrivateAttr, field_validator
 from tenacity import (
     AsyncRetrying,
@@ -31,8 +35,10 @@ from tenacity import (
     stop_after_attempt,
     wait_random_exponential,
 )
+from uuid_utils import uuid7 as _uuid7
 
 from bandit_router._bandit import Bandit, Decision
+from bandit_router._deadline import Deadlines
 from bandit_router._engine import DEFAULT_MAX_PENDING, DEFAULT_PENDING_TTL
 from bandit_router._errors import (
     AllArmsFailedError,
@@ -301,18 +307,24 @@ class BanditRouterRunnable(RunnableSerializable[Any, Any]):
         return patch_config(config, callbacks=child)
 
     async def _attempts(
-        self,
-        arm: str,
-        input: Any,
-        call: RouteCall,
-        stream: bool,
-        kwargs: dict[str, Any],
-        decision: Decision,
-        route: RouteSpan,
-    ) -> AsyncGenerator[Any, None]:
-        """Call one arm with retries; yields its output (or chunks). Raises its last error."""
+        self, arm: str, input: Any, r: _Routing
+    ) -> tuple[Any, AsyncIterator[Any] | None, AttemptSpan]:
+        """Call one arm with retries: its output, or a stream's first chunk and the rest.
+
+        Raises the arm's last error once its attempts are exhausted (or on an error not worth
+        retrying).
+        """
+        call = r.call
+        core = r.core
+        stream = r.stream
+        kwargs = r.kwargs
+        route = r.route
         runnable = self.arms[arm] if call.prepare is None else call.prepare(arm, self.arms[arm])
         timeout = self.timeout
+        deadlines = core.deadlines
+        loop = asyncio.get_running_loop()
+        if deadlines is None or deadlines.loop is not loop or deadlines.limit != (timeout or inf):
+            deadlines = core.deadlines = Deadlines(loop, timeout)
 
         async def attempt(n: int) -> tuple[Any, AsyncIterator[Any] | None, AttemptSpan]:
             """One attempt: the output (a stream's first chunk and the rest of the stream)."""
@@ -321,18 +333,16 @@ class BanditRouterRunnable(RunnableSerializable[Any, Any]):
             it: AsyncIterator[Any] | None = None
             try:
                 # activate(): the attempt's span is current around ONE await, never a yield
-                deadline = asyncio.timeout(timeout)
+                deadline = deadlines.start()
                 if not stream:
-                    with span.activate():
-                        async with deadline:
-                            out = await runnable.ainvoke(input, child, **kwargs)
+                    with span.activate(), deadline:
+                        out = await runnable.ainvoke(input, child, **kwargs)
                     span.ok(out)
                     return out, None, span
                 it = runnable.astream(input, child, **kwargs).__aiter__()
                 try:
-                    with span.activate():
-                        async with deadline:
-                            out = await it.__anext__()
+                    with span.activate(), deadline:
+                        out = await it.__anext__()
                 except StopAsyncIteration:
                     out = _EMPTY
                 except BaseException:
@@ -356,9 +366,9 @@ class BanditRouterRunnable(RunnableSerializable[Any, Any]):
         try:
             # The first attempt runs without tenacity: the common case (it succeeds) should not
             # pay for building and driving a retry loop.
-            out, it, span = await attempt(1)
+            return await attempt(1)
         except Exception as first:
-            predicate = self._core.retry_predicate
+            predicate = core.retry_predicate
             if self.max_attempts == 1 or not predicate(first):
                 raise
             # Built per call, never shared: tenacity keeps its state per instance and thread,
@@ -372,166 +382,196 @@ class BanditRouterRunnable(RunnableSerializable[Any, Any]):
                 ),
                 reraise=True,
             )
-            # Nothing is yielded inside ``with attempt``: tenacity's attempt swallows every
-            # exception raised in its block, including a consumer's GeneratorExit.
             async for retry in retrying:
                 with retry:
                     n = retry.retry_state.attempt_number
                     if n == 1:
                         raise first  # replay the first attempt's failure: tenacity decides
                     # the previous attempt failed and is being retried: count it
-                    await self._core.bandit.record_failure(arm, context=decision.context)
-                    out, it, span = await attempt(n)
-        try:
-            if out is not _EMPTY:
-                if stream:
-                    span.chunk(out)
-                yield out
-            if it is not None:
-                async for chunk in it:
-                    span.chunk(chunk)
-                    yield chunk
-        except BaseException as exc:  # an error mid-stream, or the consumer stopped
-            span.failed(exc)
-            raise
-        span.ok()  # a stream's end (a no-op for a call already ended by ok(out))
+                    assert r.decision is not None
+                    await core.bandit.record_failure(arm, context=r.decision.context)
+                    return await attempt(n)
+            raise AssertionError("unreachable: tenacity re-raises the last error")  # noqa: B904
 
     async def _route(
-        self, input: Any, config: RunnableConfig | None, stream: bool, kwargs: dict[str, Any]
-    ) -> AsyncGenerator[Any, None]:
-        """The Runnable faces' call: a chain run of its own around the routing core."""
-        config = ensure_config(config)
-        cm = get_async_callback_manager_for_config(config)
-        given_run_id = config.pop("run_id", None)
-        listened = bool(cm.handlers or cm.inheritable_handlers)
-        if listened:
-            run_manager = await cm.on_chain_start(
-                None, input, name=config.get("run_name") or self.get_name(), run_id=given_run_id
-            )
-        else:
-            # Nobody listens (no tracer, no handler): the same run manager LangChain would
-            # build, without its no-op event round trips (its on_chain_end alone schedules a
-            # shielded task). The arm still runs as this run's child, with its tags.
-            run_manager = AsyncCallbackManagerForChainRun(
-                run_id=given_run_id or uuid7(),
-                handlers=[],
-                inheritable_handlers=[],
-                parent_run_id=cm.parent_run_id,
-                tags=cm.tags,
-                inheritable_tags=cm.inheritable_tags,
-                metadata=cm.metadata,
-                inheritable_metadata=cm.inheritable_metadata,
-            )
-        call = RouteCall(str(run_manager.run_id), partial(self._child_config, config, run_manager))
-        try:
-            async with aclosing(self._run(input, config, call, stream, kwargs)) as items:
-                async for item in items:
-                    yield item
-        except BaseException as exc:
-            if listened:
-                await _shielded_error(run_manager, exc)
-            raise
-        if listened:
-            await run_manager.on_chain_end(call.final)
+        self, input: Any, config: RunnableConfig | None
+    ) -> tuple[RunnableConfig, RouteCall, AsyncCallbackManagerForChainRun | None]:
+        """Open the Runnable faces' call: its config, its RouteCall and its chain run.
 
-    async def _run(
+        Returns the run manager to close (``None`` when nobody listens: nothing to report).
+        """
+        config = ensure_config(config)
+        given_run_id = config.pop("run_id", None)
+        if _nobody_listens(config):
+            # No handler anywhere (no tracer, no callbacks): no chain run to report, so no
+            # callback manager to configure (a third of the router's own time). An arm that
+            # nobody observes either gets the caller's config as is; any other arm still runs
+            # as this run's child, with its tags (see _QuietRun).
+            # uuid_utils' own UUID: the same UUIDv7 as LangChain's run ids, its str() in Rust
+            run_id = str(given_run_id or _uuid7())
+            return config, RouteCall(run_id, _QuietRun(self, config, run_id).child_config), None
+        cm = get_async_callback_manager_for_config(config)
+        run_manager = await cm.on_chain_start(
+            None, input, name=config.get("run_name") or self.get_name(), run_id=given_run_id
+        )
+        call = RouteCall(str(run_manager.run_id), partial(self._child_config, config, run_manager))
+        return config, call, run_manager
+
+    def _begin(
         self,
         input: Any,
         config: RunnableConfig,
         call: RouteCall,
         stream: bool,
         kwargs: dict[str, Any],
-    ) -> AsyncGenerator[Any, None]:
-        """The one routing implementation; yields the output, or a stream's chunks.
+    ) -> _Routing:
+        # Straight from pydantic's private dict: ``self._core`` goes through a failed attribute
+        # lookup and ``BaseModel.__getattr__``, a few microseconds per call.
+        core: _Core = self.__pydantic_private__["_core"]  # type: ignore[index]
+        route = core.telemetry.start_route(
+            self.name or "bandit_router", run_id=call.run_id, input=input
+        )
+        return _Routing(core, call, config, stream, kwargs, route)
 
-        Whoever owns the call's run (``_route``'s chain run, or LangChain's chat model run for
-        ``ChatBanditRouter``) opens and closes it; ``call`` says how to reach the arms under it.
-        """
-        run_id = call.run_id
-        core = self._core
-        bandit = core.bandit
-        evaluator = core.evaluator
-        route = core.telemetry.start_route(self.name or "bandit_router", run_id=run_id, input=input)
-        decision: Decision | None = None
-        settled = False
-        final: Any = None
-        try:
-            context = self._context(input)
-            pinned = call.pinned
-            how = "model"
-            if pinned is None:
-                pinned = (config.get("configurable") or {}).get(self.ARM_CONFIG_KEY)
-                how = f"configurable {self.ARM_CONFIG_KEY}"
-            exclude: tuple[str, ...] = ()
-            if pinned is not None:
-                if pinned not in self.arms:
-                    raise UnknownArmError(
-                        f"{how}={pinned!r} is not an arm; the arms are {list(self.arms)}"
-                    )
-                exclude = tuple(a for a in self.arms if a != pinned)
-            decision = call.decision = await bandit.choose(
-                context=context, decision_id=run_id, exclude=exclude
-            )
-            route.decision(decision.selection, decision.decision_id, decision.context)
-            if getattr(bandit.store, "degraded", False):  # e.g. RedisStore during an outage
-                route.degraded(DEGRADED_STORE)
-            errors: dict[str, BaseException] = {}
-            t0 = time.perf_counter()
-            first_chunk_s: float | None = None
-            while True:
-                arm = decision.arm
-                produced = False
-                try:
-                    async with aclosing(
-                        self._attempts(arm, input, call, stream, kwargs, decision, route)
-                    ) as attempts:
-                        async for item in attempts:
-                            if not produced:
-                                first_chunk_s = time.perf_counter() - t0
-                            produced = True
-                            final = item if final is None or not stream else _add(final, item)
-                            if stream:
-                                yield item
-                    break
-                except (anyio.get_cancelled_exc_class(), GeneratorExit):
-                    raise
-                except Exception as exc:
-                    errors[arm] = exc
-                    logger.warning("bandit_router: arm %r failed: %s", arm, self._describe(exc))
-                    can_fall_back = (
-                        not produced
-                        and self.fallback
-                        and pinned is None
-                        and len(errors) < len(self.arms)
-                    )
-                    if not can_fall_back:
-                        await self._fail(bandit, decision)
-                        settled = True
-                        if produced or pinned is not None or not self.fallback:
-                            raise  # mid-stream, pinned or no fallback: the arm's own error
-                        raise AllArmsFailedError(errors) from exc
-                    decision = call.decision = await self._reroute(bandit, decision, errors)
-                    route.fallback(arm, decision.arm, exc)
-                    t0 = time.perf_counter()  # latency is the answering arm's own
-            latency = time.perf_counter() - t0 if not stream else (first_chunk_s or 0.0)
-            output = self._stamp(final, decision) if not stream else final
-            if evaluator is not None:
-                await self._score(
-                    core, evaluator, input, output, decision, run_id, config, latency, route
+    async def _answer(
+        self, input: Any, r: _Routing
+    ) -> tuple[Any, AsyncIterator[Any] | None, AttemptSpan]:
+        """Decide, then call arms (retries, fallbacks) until one answers: its first output."""
+        call = r.call
+        route = r.route
+        bandit = r.core.bandit
+        context = self._context(input)
+        pinned = call.pinned
+        how = "model"
+        if pinned is None:
+            pinned = (r.config.get("configurable") or {}).get(self.ARM_CONFIG_KEY)
+            how = f"configurable {self.ARM_CONFIG_KEY}"
+        exclude: tuple[str, ...] = ()
+        if pinned is not None:
+            if pinned not in self.arms:
+                raise UnknownArmError(
+                    f"{how}={pinned!r} is not an arm; the arms are {list(self.arms)}"
                 )
-            settled = evaluator is not None
-            call.final = final if stream else output
-            if not stream:
-                yield output
+            exclude = tuple(a for a in self.arms if a != pinned)
+        decision = r.decision = call.decision = await bandit.choose(
+            context=context, decision_id=call.run_id, exclude=exclude
+        )
+        route.decision(decision.selection, decision.decision_id, decision.context)
+        if getattr(bandit.store, "degraded", False):  # e.g. RedisStore during an outage
+            route.degraded(DEGRADED_STORE)
+        errors: dict[str, BaseException] = {}
+        r.t0 = time.perf_counter()
+        while True:
+            arm = decision.arm
+            try:
+                first = await self._attempts(arm, input, r)
+                r.latency = time.perf_counter() - r.t0
+                return first
+            except (anyio.get_cancelled_exc_class(), GeneratorExit):
+                raise
+            except Exception as exc:
+                errors[arm] = exc
+                logger.warning("bandit_router: arm %r failed: %s", arm, self._describe(exc))
+                if not (self.fallback and pinned is None and len(errors) < len(self.arms)):
+                    await self._fail(bandit, decision)
+                    r.settled = True
+                    if pinned is not None or not self.fallback:
+                        raise  # pinned or no fallback: the arm's own error
+                    raise AllArmsFailedError(errors) from exc
+                decision = r.decision = call.decision = await self._reroute(
+                    bandit, decision, errors
+                )
+                route.fallback(arm, decision.arm, exc)
+                r.t0 = time.perf_counter()  # latency is the answering arm's own
+
+    async def _finish(self, input: Any, r: _Routing, final: Any) -> Any:
+        """Stamp and score the answer (``final``: a stream's chunks added up); return it."""
+        decision = r.decision
+        assert decision is not None
+        output = final if r.stream else self._stamp(final, decision)
+        evaluator = r.core.evaluator
+        if evaluator is not None:
+            await self._score(
+                r.core,
+                evaluator,
+                input,
+                output,
+                decision,
+                r.call.run_id,
+                r.config,
+                r.latency,
+                r.route,
+            )
+            r.settled = True
+        r.call.final = output
+        r.route.end(output=output)
+        return output
+
+    async def _abort(self, r: _Routing, exc: BaseException) -> None:
+        """End a call that raised (or was cancelled): its span, and its decision's slot."""
+        r.route.end(exc)
+        if r.decision is not None and not r.settled:
+            with anyio.CancelScope(shield=True):
+                with contextlib.suppress(BanditRouterError):
+                    await r.core.bandit.release(r.decision.decision_id)
+
+    async def _invoke(
+        self, input: Any, config: RunnableConfig, call: RouteCall, kwargs: dict[str, Any]
+    ) -> Any:
+        """The routing core, for one output (no async generator: ``ainvoke`` is the hot path).
+
+        Whoever owns the call's run (the Runnable faces' chain run, or LangChain's chat model
+        run for ``ChatBanditRouter``) opens and closes it; ``call`` says how to reach the arms.
+        """
+        r = self._begin(input, config, call, False, kwargs)
+        try:
+            out, _, _ = await self._answer(input, r)
+            return await self._finish(input, r, out)
         except BaseException as exc:
-            route.end(exc)
-            if decision is not None and not settled:
-                with anyio.CancelScope(shield=True):
-                    with contextlib.suppress(BanditRouterError):
-                        await bandit.release(decision.decision_id)
+            await self._abort(r, exc)
             raise
-        else:
-            route.end(output=output)
+
+    async def _stream(
+        self, input: Any, config: RunnableConfig, call: RouteCall, kwargs: dict[str, Any]
+    ) -> AsyncGenerator[Any, None]:
+        """The routing core, for a stream: yields the chosen arm's chunks unchanged.
+
+        It falls back only before the first chunk; a failure after it is a failure of the
+        arm, re-raised.
+        """
+        r = self._begin(input, config, call, True, kwargs)
+        it: AsyncIterator[Any] | None = None
+        try:
+            out, it, span = await self._answer(input, r)
+            final: Any = None
+            try:
+                if out is not _EMPTY:
+                    span.chunk(out)
+                    final = out
+                    yield out
+                if it is not None:
+                    async for chunk in it:
+                        span.chunk(chunk)
+                        final = chunk if final is None else _add(final, chunk)
+                        yield chunk
+            except BaseException as exc:  # an error mid-stream, or the consumer stopped
+                span.failed(exc)
+                if isinstance(exc, Exception):
+                    assert r.decision is not None
+                    logger.warning(
+                        "bandit_router: arm %r failed: %s", r.decision.arm, self._describe(exc)
+                    )
+                    await self._fail(r.core.bandit, r.decision)
+                    r.settled = True
+                raise
+            span.ok()  # the stream's end
+            await self._finish(input, r, final)
+        except BaseException as exc:
+            await self._abort(r, exc)
+            raise
+        finally:
+            if it is not None:  # the arm's stream, stopped early: closed after the slot is free
+                await _aclose(it)
 
     async def _score(
         self,
@@ -631,10 +671,15 @@ class BanditRouterRunnable(RunnableSerializable[Any, Any]):
 
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         """Route one call and return the chosen arm's output."""
-        out: Any = None
-        async with aclosing(self._route(input, config, False, kwargs)) as items:
-            async for item in items:
-                out = item
+        config, call, run_manager = await self._route(input, config)
+        try:
+            out = await self._invoke(input, config, call, kwargs)
+        except BaseException as exc:
+            if run_manager is not None:
+                await _shielded_error(run_manager, exc)
+            raise
+        if run_manager is not None:
+            await run_manager.on_chain_end(out)
         return out
 
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
@@ -645,11 +690,19 @@ class BanditRouterRunnable(RunnableSerializable[Any, Any]):
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any | None
     ) -> AsyncIterator[Any]:
         """Route one call and yield the chosen arm's chunks unchanged."""
-        # aclosing: a consumer that stops early must close the route (releasing its slot) now,
-        # not whenever the garbage collector gets to it.
-        async with aclosing(self._route(input, config, True, dict(kwargs))) as chunks:
-            async for chunk in chunks:
-                yield chunk
+        config, call, run_manager = await self._route(input, config)
+        try:
+            # aclosing: a consumer that stops early must close the route (releasing its slot)
+            # now, not whenever the garbage collector gets to it.
+            async with aclosing(self._stream(input, config, call, dict(kwargs))) as chunks:
+                async for chunk in chunks:
+                    yield chunk
+        except BaseException as exc:
+            if run_manager is not None:
+                await _shielded_error(run_manager, exc)
+            raise
+        if run_manager is not None:
+            await run_manager.on_chain_end(call.final)
 
     def stream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any | None
@@ -727,6 +780,88 @@ def _instance_of(types: tuple[type[BaseException], ...]) -> Callable[[BaseExcept
     return predicate
 
 
+def _nobody_listens(config: RunnableConfig) -> bool:
+    """Whether LangChain's callback configuration for ``config`` would have no handler.
+
+    The same questions ``langchain_core.callbacks.manager._configure`` asks before it adds a
+    handler, without building the manager: callbacks in the config, LangSmith tracing (its
+    environment variables, ``tracing_v2_enabled`` and ``tracing_context``), ``set_debug`` and
+    the registered configure hooks (``collect_runs``, instrumentations). Any doubt answers
+    False: the router then configures its run as LangChain does. A test pins this answer to
+    the real configuration's in each of those cases.
+    """
+    callbacks = config.get("callbacks")
+    if callbacks and (
+        not isinstance(callbacks, BaseCallbackManager)
+        or callbacks.handlers
+        or callbacks.inheritable_handlers
+    ):
+        return False
+    if _tracing_v2_is_enabled() or get_debug():
+        return False
+    for var, _inheritable, handler_class, env_var in _configure_hooks:
+        if var.get() is not None or (
+            env_var is not None and handler_class is not None and env_var_is_set(env_var)
+        ):
+            return False
+    return True
+
+
+def _unobserved(arm: Runnable[Any, Any]) -> bool:
+    """Whether nothing but the caller's callbacks can observe ``arm``'s run.
+
+    A language model without callbacks of its own is such an arm; a chain, a binding or a
+    model with its own handlers may report runs to handlers the caller does not see.
+    """
+    return (
+        isinstance(arm, BaseLanguageModel)
+        and arm.callbacks is None
+        # A deprecated field some models still declare; read from the instance's fields, as
+        # getattr on a model that lacks it raises and catches an AttributeError.
+        and arm.__dict__.get("callback_manager") is None
+    )
+
+
+class _QuietRun:
+    """The child configs of a call nobody listens to (see ``_route``)."""
+
+    __slots__ = ("_config", "_manager", "_router", "_run_id", "_shared")
+
+    def __init__(self, router: BanditRouterRunnable, config: RunnableConfig, run_id: str) -> None:
+        self._router = router
+        self._config = config
+        self._run_id = run_id
+        self._manager: AsyncCallbackManagerForChainRun | None = None
+        # What an unobserved arm gets: the caller's config less the router's own run name.
+        self._shared: RunnableConfig | None = None
+
+    def child_config(self, arm: str, attempt: int) -> RunnableConfig:
+        router = self._router
+        if _unobserved(router.arms[arm]):
+            if self._shared is None:
+                config = self._config
+                self._shared = (
+                    config
+                    if "run_name" not in config
+                    else cast(RunnableConfig, {k: v for k, v in config.items() if k != "run_name"})
+                )
+            return self._shared
+        if self._manager is None:
+            # The run manager LangChain would build, without its no-op event round trips.
+            cm = get_async_callback_manager_for_config(self._config)
+            self._manager = AsyncCallbackManagerForChainRun(
+                run_id=uuid.UUID(self._run_id),
+                handlers=[],
+                inheritable_handlers=[],
+                parent_run_id=cm.parent_run_id,
+                tags=cm.tags,
+                inheritable_tags=cm.inheritable_tags,
+                metadata=cm.metadata,
+                inheritable_metadata=cm.inheritable_metadata,
+            )
+        return router._child_config(self._config, self._manager, arm, attempt)
+
+
 @dataclass(slots=True)
 class RouteCall:
     """One call as its face sets it up for the routing core (``_route``).
@@ -751,6 +886,24 @@ class RouteCall:
 
 
 @dataclass(slots=True)
+class _Routing:
+    """The state of one call in the routing core (``_invoke`` / ``_stream``)."""
+
+    core: _Core
+    call: RouteCall
+    config: RunnableConfig
+    stream: bool
+    kwargs: dict[str, Any]
+    route: RouteSpan
+    decision: Decision | None = None
+    #: The decision was settled (rewarded or failed): nothing to release on the way out.
+    settled: bool = False
+    t0: float = 0.0
+    #: Seconds to the answer (a stream's first chunk) from the answering arm's first attempt.
+    latency: float = 0.0
+
+
+@dataclass(slots=True)
 class _Core:
     """A router's live parts, shared by the routers derived from it (bind_tools, ...)."""
 
@@ -760,6 +913,8 @@ class _Core:
     evaluator_name: str
     evaluator_errors: dict[str, int]
     retry_predicate: Callable[[BaseException], bool]
+    #: The per-attempt time limits on the loop last used (see ``_deadline``).
+    deadlines: Deadlines | None = None
 
 
 def _call(

@@ -39,6 +39,11 @@ def coerce_score(result: object) -> float:
         InvalidRewardError: If no score can be found or it is not a finite number in [0, 1];
             the message names the result.
     """
+    cls = result.__class__
+    # The common case first: a plain bool or number in range, without the ABC checks and the
+    # error message built below (an f-string with the result's repr, on every call).
+    if (cls is bool or cls is float or cls is int) and 0.0 <= result <= 1.0:  # type: ignore[operator]
+        return float(result)  # type: ignore[arg-type]
     value: object = result
     for _ in range(4):  # unwrap at most a few levels: {"score": EvaluationResult(...)} etc.
         if isinstance(value, Mapping):
@@ -180,7 +185,8 @@ class Evaluator:
             result = await anyio.to_thread.run_sync(lambda: self.fn(**kwargs))
         else:
             result = self.fn(**kwargs)
-        if inspect.isawaitable(result):
+        cls = result.__class__
+        if cls is not bool and cls is not float and inspect.isawaitable(result):
             result = await _await(result)
         return coerce_score(result)
 
