@@ -414,6 +414,9 @@ class Telemetry:
                 f"max_content_length must be an integer >= 0, got {max_content_length!r}"
             )
         self.enabled = bool(enabled)
+        # Follows the global providers: while neither has an SDK behind it, every span and
+        # metric is a no-op, and a call can skip them all (see ``_inert``).
+        self._global = tracer_provider is None and meter_provider is None
         self.capture_content = bool(capture_content)
         self.max_content_length = max_content_length
         self.links = LinkCache(max_links)
@@ -493,7 +496,7 @@ class Telemetry:
         Returns:
             The call's :class:`RouteSpan`; end it with :meth:`RouteSpan.end`.
         """
-        if not self.enabled:
+        if not self.enabled or (self._global and _inert()):
             return _NULL_ROUTE
         span = self.tracer.start_span(_ROUTE_SPAN, kind=SpanKind.INTERNAL)
         if span.is_recording():  # else skip all attribute work: tracing is off or sampled out
@@ -1289,5 +1292,33 @@ class _NullFeedback(FeedbackSpan):
 
 
 _NULL_ROUTE: Final = _NullRoute()
+
+
+def _default_providers() -> tuple[object, object]:
+    """OpenTelemetry's stand-ins for the global providers before an SDK sets them.
+
+    The API hands out proxies until ``set_tracer_provider`` / ``set_meter_provider`` is
+    called (or an ``OTEL_PYTHON_*_PROVIDER`` variable names one); everything they make is a
+    no-op until then. The meter's proxy is private API: without it, nothing is skipped.
+    """
+    tracer_proxy: object = trace.get_tracer_provider()
+    if not isinstance(tracer_proxy, trace.ProxyTracerProvider):
+        tracer_proxy = object()  # an SDK is already set: never inert
+    try:
+        from opentelemetry.metrics._internal import _PROXY_METER_PROVIDER
+    except ImportError:  # pragma: no cover (another opentelemetry-api layout)
+        return tracer_proxy, object()
+    return tracer_proxy, _PROXY_METER_PROVIDER
+
+
+_TRACER_PROXY, _METER_PROXY = _default_providers()
+
+
+def _inert() -> bool:
+    """Whether no SDK stands behind the global providers yet (spans and metrics are no-ops)."""
+    return (
+        trace.get_tracer_provider() is _TRACER_PROXY
+        and metrics.get_meter_provider() is _METER_PROXY
+    )
 _NULL_ATTEMPT: Final = _NullAttempt()
 _NULL_FEEDBACK: Final = _NullFeedback()

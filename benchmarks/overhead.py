@@ -18,8 +18,11 @@ overhead: LangChain's callback machinery, the routing, the learning. Contenders:
    ``SQLiteStore`` on a temporary file;
 7. for information: router 4 with ``telemetry=False``, and with an OpenTelemetry SDK whose
    exporter drops every span;
-8. for information, the floor: what any learning router must do per call (read the callback
-   configuration, ``Bandit.choose``, the arm, ``Bandit.reward``) and nothing else.
+8. for information, a hand-written learning router: configure the call's callbacks (as
+   LangChain's own Runnables do), ``Bandit.choose``, the arm, ``Bandit.reward``, nothing else
+   (no child run, timeout, retries, fallback, telemetry or stamped metadata). The router
+   does more per call yet can be cheaper: when nobody listens it answers that question
+   without configuring a callback manager at all.
 
 No tracing SDK is configured: ``LANGCHAIN_TRACING_V2``, ``LANGSMITH_TRACING`` (and their
 ``_V2``/plain siblings) are removed from the environment before anything runs.
@@ -134,10 +137,10 @@ def lambda_router_sync(
     return RunnableLambda(lambda _messages: a if rng.random() < 0.5 else b, name="lambda_router")
 
 
-def floor_router(a: Runnable[Any, Any], b: Runnable[Any, Any]) -> Timed:
-    """The least a learning router can do per call, for scale: no router run, no child run.
+def hand_written_router(a: Runnable[Any, Any], b: Runnable[Any, Any]) -> Timed:
+    """A hand-written learning router, for scale: no router run, no child run.
 
-    It reads the call's callback configuration (as any Runnable must, to know whether someone
+    It configures the call's callbacks (as LangChain's Runnables do, to know whether someone
     listens), asks a :class:`~bandit_router.Bandit` on an ``InMemoryStore`` for an arm, calls it
     with the caller's config and rewards it with :func:`is_right` inline. No telemetry, no
     timeout, no retries, no fallback, no stamped metadata, no evaluator errors handled.
@@ -371,8 +374,8 @@ async def amain(
                     info=True,
                 ),
                 Contender(
-                    "8. floor: configure + Bandit.choose + arm + Bandit.reward, nothing else",
-                    floor_router(FakeArm(), FakeArm()),
+                    "8. hand-written: configure + Bandit.choose + arm + Bandit.reward",
+                    hand_written_router(FakeArm(), FakeArm()),
                     info=True,
                 ),
             ]
