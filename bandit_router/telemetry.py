@@ -1294,31 +1294,22 @@ class _NullFeedback(FeedbackSpan):
 _NULL_ROUTE: Final = _NullRoute()
 
 
-def _default_providers() -> tuple[object, object]:
-    """OpenTelemetry's stand-ins for the global providers before an SDK sets them.
-
-    The API hands out proxies until ``set_tracer_provider`` / ``set_meter_provider`` is
-    called (or an ``OTEL_PYTHON_*_PROVIDER`` variable names one); everything they make is a
-    no-op until then. The meter's proxy is private API: without it, nothing is skipped.
-    """
-    tracer_proxy: object = trace.get_tracer_provider()
-    if not isinstance(tracer_proxy, trace.ProxyTracerProvider):
-        tracer_proxy = object()  # an SDK is already set: never inert
-    try:
-        from opentelemetry.metrics._internal import _PROXY_METER_PROVIDER
-    except ImportError:  # pragma: no cover (another opentelemetry-api layout)
-        return tracer_proxy, object()
-    return tracer_proxy, _PROXY_METER_PROVIDER
-
-
-_TRACER_PROXY, _METER_PROXY = _default_providers()
+#: Where the OpenTelemetry API's own providers live: stand-ins (proxies until an SDK is set,
+#: or the explicit no-op ones) whose spans and metrics do nothing.
+_API_MODULES: Final = ("opentelemetry.trace", "opentelemetry.metrics")
 
 
 def _inert() -> bool:
-    """Whether no SDK stands behind the global providers yet (spans and metrics are no-ops)."""
-    return (
-        trace.get_tracer_provider() is _TRACER_PROXY
-        and metrics.get_meter_provider() is _METER_PROXY
-    )
+    """Whether no SDK stands behind either global provider (all spans and metrics are no-ops).
+
+    Until ``set_tracer_provider`` / ``set_meter_provider`` is called (or an
+    ``OTEL_PYTHON_*_PROVIDER`` variable names a provider), the API hands out its own proxies;
+    an SDK's or a vendor's provider is a class from another package.
+    """
+    return type(trace.get_tracer_provider()).__module__.startswith(_API_MODULES) and type(
+        metrics.get_meter_provider()
+    ).__module__.startswith(_API_MODULES)
+
+
 _NULL_ATTEMPT: Final = _NullAttempt()
 _NULL_FEEDBACK: Final = _NullFeedback()
