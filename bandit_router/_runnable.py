@@ -20,7 +20,7 @@ from langchain_core.globals import get_debug
 from langchain_core.language_models import BaseLanguageModel
 from langchain_core.messages import BaseMessage
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableSerializable
-from langchain_core.runnables.base import coerce_to_runnable
+from langchain_core.runnables.base import RunnableBinding, coerce_to_runnable
 from langchain_core.runnables.config import (
     ensure_config,
     get_async_callback_manager_for_config,
@@ -819,9 +819,21 @@ def _nobody_listens(config: RunnableConfig) -> bool:
 def _unobserved(arm: Runnable[Any, Any]) -> bool:
     """Whether nothing but the caller's callbacks can observe ``arm``'s run.
 
-    A language model without callbacks of its own is such an arm; a chain, a binding or a
-    model with its own handlers may report runs to handlers the caller does not see.
+    A language model without callbacks of its own is such an arm, also behind plain bindings
+    (``bind``, ``bind_tools``, ``with_config``) that add none: a binding makes no run of its
+    own. A chain, a retry or fallback wrapper, a listener (``with_listeners``) or a model with
+    its own handlers may report runs to handlers the caller does not see.
     """
+    # A binding that calls its bound runnable as RunnableBinding does (``_ChatModelBinding``
+    # only narrows types); RunnableRetry and other subclasses that make a run do not qualify.
+    while (
+        isinstance(arm, RunnableBinding)
+        and type(arm).ainvoke is RunnableBinding.ainvoke
+        and type(arm).astream is RunnableBinding.astream
+    ):
+        if arm.config.get("callbacks") or arm.config_factories:
+            return False
+        arm = arm.bound
     return (
         isinstance(arm, BaseLanguageModel)
         and arm.callbacks is None

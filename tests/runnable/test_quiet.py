@@ -28,7 +28,7 @@ from langsmith import tracing_context
 
 from bandit_router import BanditRouterRunnable
 from bandit_router._runnable import _nobody_listens, _unobserved
-from bandit_router.testing import FakeArm, is_right
+from bandit_router.testing import FakeArm, ScriptedArm, is_right
 
 pytestmark = pytest.mark.anyio
 
@@ -155,8 +155,35 @@ def test_langsmith_tracing_enabled_counts_as_listening() -> None:
 def test_unobserved_arms_are_models_without_handlers_of_their_own() -> None:
     assert _unobserved(FakeArm())
     assert not _unobserved(FakeArm(callbacks=[Seen()]))
-    assert not _unobserved(FakeArm().with_config(tags=["x"]))  # a binding: may add handlers
+    # plain bindings make no run of their own: only their callbacks matter
+    assert _unobserved(FakeArm().with_config(tags=["x"]))
+    assert _unobserved(FakeArm().bind(stop=["."]).with_config(metadata={"m": 1}))
+    assert _unobserved(ScriptedArm().bind_tools([add]))
+    assert not _unobserved(FakeArm().with_config(callbacks=[Seen()]))
+    assert not _unobserved(FakeArm(callbacks=[Seen()]).bind(stop=["."]))
+    assert not _unobserved(FakeArm().with_listeners(on_start=lambda run: None))
+    assert not _unobserved(FakeArm().with_retry())  # makes a run of its own
+    assert not _unobserved(FakeArm().with_fallbacks([FakeArm()]))
     assert not _unobserved(RunnableLambda(lambda x: x))
+
+
+def add(a: int, b: int) -> int:
+    """Add two integers."""
+    return a + b
+
+
+async def test_tools_bound_arms_take_the_quick_path_and_keep_their_tools() -> None:
+    router = BanditRouterRunnable(
+        arms={"a": ScriptedArm()}, reward=lambda outputs: bool(outputs.tool_calls)
+    ).bind_tools([add])
+    seen = Seen()
+    quiet = await router.ainvoke("add 1 and 2")
+    assert quiet.tool_calls[0]["name"] == "add"
+    heard = await router.ainvoke("add 1 and 2", {"callbacks": [seen]})
+    assert heard.tool_calls[0]["name"] == "add"
+    kinds = sorted(kind for kind, _parent, _tags in seen.runs.values())
+    assert kinds == ["chain", "chat"]
+    assert (await router.astatistics())["a"].pulls == 2
 
 
 class ConfigSpy(FakeArm):
