@@ -885,7 +885,7 @@ class _QuietRun:
 
 @dataclass(slots=True)
 class RouteCall:
-    """One call as its face sets it up for the routing core (``_route``).
+    """One call as its face sets it up for the routing core (``_invoke`` / ``_stream``).
 
     The Runnable faces open a chain run of their own; ``ChatBanditRouter``'s calls are
     LangChain chat model runs. Either way the core decides, calls, retries, falls back and

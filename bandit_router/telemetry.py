@@ -1292,6 +1292,8 @@ class _NullFeedback(FeedbackSpan):
 
 
 _NULL_ROUTE: Final = _NullRoute()
+_NULL_ATTEMPT: Final = _NullAttempt()
+_NULL_FEEDBACK: Final = _NullFeedback()
 
 
 #: Where the OpenTelemetry API's own providers live: stand-ins (proxies until an SDK is set,
@@ -1309,7 +1311,3 @@ def _inert() -> bool:
     return type(trace.get_tracer_provider()).__module__.startswith(_API_MODULES) and type(
         metrics.get_meter_provider()
     ).__module__.startswith(_API_MODULES)
-
-
-_NULL_ATTEMPT: Final = _NullAttempt()
-_NULL_FEEDBACK: Final = _NullFeedback()
