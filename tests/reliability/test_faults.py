@@ -13,12 +13,13 @@ import math
 import random
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 from langchain_core.messages import AIMessage, AIMessageChunk
 from langchain_core.runnables import RunnableLambda
+from pydantic import PrivateAttr
 
 from bandit_router import AllArmsFailedError, Bandit, BanditRouterRunnable, StoreError
 from bandit_router.testing import FakeArm, FakeArmError, is_right
@@ -66,6 +67,49 @@ def malformed_outputs() -> list[Any]:
         AIMessage.model_construct(content="right", usage_metadata=17),
         Unprintable(),
     ]
+
+
+class Handed(FakeArm):
+    """A FakeArm that also counts the calls handed to it, when they are handed over.
+
+    ``FakeArm.calls`` counts the calls whose body ran; under a burst of hundreds of calls an
+    attempt's time limit can strike after the router handed the call over (inside the
+    attempt's deadline) but before LangChain scheduled the model's body: that attempt is
+    rightly a failure of the arm, and only this count sees it.
+    """
+
+    _handed: int = PrivateAttr(default=0)
+
+    @property
+    def handed(self) -> int:
+        """How many calls the router handed to this arm."""
+        return self._handed
+
+    async def ainvoke(self, input: Any, config: Any = None, **kwargs: Any) -> Any:
+        self._handed += 1
+        return await super().ainvoke(input, config, **kwargs)
+
+    async def astream(
+        self, input: Any, config: Any = None, **kwargs: Any
+    ) -> AsyncIterator[AIMessageChunk]:
+        self._handed += 1
+        async for chunk in super().astream(input, config, **kwargs):
+            yield chunk
+
+
+class HandedLambda(RunnableLambda[Any, Any]):
+    """A RunnableLambda counting the calls handed to it (see :class:`Handed`)."""
+
+    handed = 0
+
+    async def ainvoke(self, input: Any, config: Any = None, **kwargs: Any) -> Any:
+        self.handed += 1
+        return await super().ainvoke(input, config, **kwargs)
+
+    async def astream(self, input: Any, config: Any = None, **kwargs: Any) -> AsyncIterator[Any]:
+        self.handed += 1
+        async for chunk in super().astream(input, config, **kwargs):
+            yield chunk
 
 
 class Malformed:
@@ -116,8 +160,8 @@ async def test_arm_and_evaluator_faults(stores: Stores, otel: Otel) -> None:
     rng = random.Random(17)
     malformed = Malformed()
     fakes = {
-        "raises": FakeArm(failure_rate=0.25, jitter=0.003, chunks=3, seed=1, model="raises"),
-        "midstream": FakeArm(
+        "raises": Handed(failure_rate=0.25, jitter=0.003, chunks=3, seed=1, model="raises"),
+        "midstream": Handed(
             failure_rate=0.25,
             error=ConnectionError,
             fail_mid_stream=True,
@@ -126,9 +170,10 @@ async def test_arm_and_evaluator_faults(stores: Stores, otel: Otel) -> None:
             seed=2,
             model="midstream",
         ),
-        "hangs": FakeArm(hang=True, model="hangs"),
+        "hangs": Handed(hang=True, model="hangs"),
     }
-    arms: dict[str, Any] = {**fakes, "malformed": RunnableLambda(malformed)}
+    malformed_arm = HandedLambda(malformed)
+    arms: dict[str, Any] = {**fakes, "malformed": malformed_arm}
     evaluator_raised = evaluator_garbage = 0
 
     async def judge(outputs: Any) -> Any:
@@ -189,7 +234,9 @@ async def test_arm_and_evaluator_faults(stores: Stores, otel: Otel) -> None:
         kinds[key] = kinds.get(key, 0) + 1
 
     stats = await router.astatistics()
-    seen = {name: arm.calls for name, arm in fakes.items()} | {"malformed": malformed.calls}
+    seen = {name: arm.handed for name, arm in fakes.items()} | {"malformed": malformed_arm.handed}
+    assert all(arm.calls <= arm.handed for arm in fakes.values())
+    assert malformed.calls <= malformed_arm.handed
     errors = router.evaluator_errors
     for arm, s in stats.items():
         # Every call an arm saw is a pull, a failure, or an answer the evaluator could not
@@ -197,7 +244,7 @@ async def test_arm_and_evaluator_faults(stores: Stores, otel: Otel) -> None:
         assert seen[arm] == s.pulls + s.failures + errors.get(arm, 0), (arm, s, errors)
         assert s.in_flight == 0
     assert sum(errors.values()) <= evaluator_raised + evaluator_garbage
-    assert stats["hangs"].failures == fakes["hangs"].calls >= 2 * (CALLS // 10)
+    assert stats["hangs"].failures == fakes["hangs"].handed >= 2 * (CALLS // 10)
     assert stats["hangs"].pulls == 0
     assert (await registry_sizes(store, name))["pending"] == 0
     # The metrics agree with the statistics, and no prompt text reached them or the spans.
