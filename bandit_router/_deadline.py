@@ -29,10 +29,11 @@ class Deadline:
     is entered (a deadline never entered can cancel nothing).
     """
 
-    __slots__ = ("_cancelling", "_owner", "_state", "_task", "when")
+    __slots__ = ("_cancelling", "_owner", "_seconds", "_state", "_task", "when")
 
-    def __init__(self, owner: Deadlines | None) -> None:
+    def __init__(self, owner: Deadlines | None, seconds: float) -> None:
         self._owner = owner
+        self._seconds = seconds
         self._task: asyncio.Task[object] | None = None
         self.when = float("inf")
         self._state = _PENDING
@@ -46,7 +47,7 @@ class Deadline:
             raise RuntimeError("a deadline must be entered inside a task")
         self._task = task
         self._cancelling = task.cancelling()
-        self.when = owner.loop.time() + owner.limit
+        self.when = owner.loop.time() + self._seconds
         owner._watch(self)
         return self
 
@@ -82,7 +83,7 @@ class _Never(Deadline):
     __slots__ = ()
 
     def __init__(self) -> None:
-        super().__init__(None)
+        super().__init__(None, 0.0)
 
     def __enter__(self) -> Deadline:
         return self
@@ -115,13 +116,13 @@ class Deadlines:
 
     def __init__(self, loop: asyncio.AbstractEventLoop, limit: float | None) -> None:
         self.loop = loop
-        self.limit = float("inf") if limit is None else limit
+        self.limit = limit
         self._queue: deque[Deadline] = deque()
         self._timer: asyncio.TimerHandle | None = None
 
     def start(self) -> Deadline:
         """Return a deadline of ``limit`` seconds for the block it is entered around."""
-        return Deadline(self) if self.limit != float("inf") else _NEVER
+        return _NEVER if self.limit is None else Deadline(self, self.limit)
 
     def _watch(self, d: Deadline) -> None:
         queue = self._queue

@@ -11,7 +11,6 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, M
 from contextlib import aclosing
 from dataclasses import dataclass
 from functools import partial
-from math import inf
 from typing import Any, ClassVar, cast
 
 import anyio
@@ -332,7 +331,7 @@ class BanditRouterRunnable(RunnableSerializable[Any, Any]):
         timeout = self.timeout
         deadlines = core.deadlines
         loop = asyncio.get_running_loop()
-        if deadlines is None or deadlines.loop is not loop or deadlines.limit != (timeout or inf):
+        if deadlines is None or deadlines.loop is not loop or deadlines.limit != timeout:
             deadlines = core.deadlines = Deadlines(loop, timeout)
 
         async def attempt(n: int) -> tuple[Any, AsyncIterator[Any] | None, AttemptSpan]:
@@ -416,7 +415,6 @@ class BanditRouterRunnable(RunnableSerializable[Any, Any]):
             # callback manager to configure (a third of the router's own time). An arm that
             # nobody observes either gets the caller's config as is; any other arm still runs
             # as this run's child, with its tags (see _QuietRun).
-            # uuid_utils' own UUID: the same UUIDv7 as LangChain's run ids, its str() in Rust
             run_id = str(given_run_id or _uuid7())
             return config, RouteCall(run_id, _QuietRun(self, config, run_id).child_config), None
         cm = get_async_callback_manager_for_config(config)

@@ -30,26 +30,15 @@ from bandit_router import BanditRouterRunnable
 from bandit_router._runnable import _nobody_listens, _unobserved
 from bandit_router.testing import FakeArm, ScriptedArm, is_right
 
+from .test_router import Recorder
+
 pytestmark = pytest.mark.anyio
-
-
-class Seen(AsyncCallbackHandler):
-    """Records every run start: its id, parent and tags."""
-
-    def __init__(self) -> None:
-        self.runs: dict[uuid.UUID, tuple[str, uuid.UUID | None, list[str]]] = {}
-
-    async def on_chain_start(self, serialized: Any, inputs: Any, **kw: Any) -> None:
-        self.runs[kw["run_id"]] = ("chain", kw.get("parent_run_id"), kw.get("tags") or [])
-
-    async def on_chat_model_start(self, serialized: Any, messages: Any, **kw: Any) -> None:
-        self.runs[kw["run_id"]] = ("chat", kw.get("parent_run_id"), kw.get("tags") or [])
 
 
 @contextmanager
 def tracer_var() -> Iterator[None]:
     """What ``tracing_v2_enabled()`` sets, with a handler that sends nothing anywhere."""
-    token = tracing_v2_callback_var.set(Seen())  # type: ignore[arg-type]
+    token = tracing_v2_callback_var.set(Recorder())  # type: ignore[arg-type]
     try:
         yield
     finally:
@@ -72,7 +61,7 @@ _HOOK_VAR: ContextVar[AsyncCallbackHandler | None] = ContextVar("bandit_test_hoo
 def custom_hook() -> Iterator[None]:
     """An instrumentation's configure hook (as OpenInference and others register)."""
     register_configure_hook(_HOOK_VAR, True)
-    token = _HOOK_VAR.set(Seen())
+    token = _HOOK_VAR.set(Recorder())
     try:
         yield
     finally:
@@ -84,7 +73,7 @@ def custom_hook() -> Iterator[None]:
 def env_hook(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """A hook that creates its handler when an environment variable is set."""
     var: ContextVar[AsyncCallbackHandler | None] = ContextVar("bandit_env_hook", default=None)
-    register_configure_hook(var, True, Seen, "BANDIT_TEST_HOOK")
+    register_configure_hook(var, True, Recorder, "BANDIT_TEST_HOOK")
     monkeypatch.setenv("BANDIT_TEST_HOOK", "true")
     try:
         yield
@@ -96,7 +85,7 @@ def scenarios(
     monkeypatch: pytest.MonkeyPatch,
 ) -> dict[str, tuple[Any, AbstractContextManager[Any]]]:
     """``name -> (callbacks in the config, context around the check)``."""
-    handler = Seen()
+    handler = Recorder()
     return {
         "nothing": (None, nullcontext()),
         "empty list": ([], nullcontext()),
@@ -154,13 +143,13 @@ def test_langsmith_tracing_enabled_counts_as_listening() -> None:
 
 def test_unobserved_arms_are_models_without_handlers_of_their_own() -> None:
     assert _unobserved(FakeArm())
-    assert not _unobserved(FakeArm(callbacks=[Seen()]))
+    assert not _unobserved(FakeArm(callbacks=[Recorder()]))
     # plain bindings make no run of their own: only their callbacks matter
     assert _unobserved(FakeArm().with_config(tags=["x"]))
     assert _unobserved(FakeArm().bind(stop=["."]).with_config(metadata={"m": 1}))
     assert _unobserved(ScriptedArm().bind_tools([add]))
-    assert not _unobserved(FakeArm().with_config(callbacks=[Seen()]))
-    assert not _unobserved(FakeArm(callbacks=[Seen()]).bind(stop=["."]))
+    assert not _unobserved(FakeArm().with_config(callbacks=[Recorder()]))
+    assert not _unobserved(FakeArm(callbacks=[Recorder()]).bind(stop=["."]))
     assert not _unobserved(FakeArm().with_listeners(on_start=lambda run: None))
     assert not _unobserved(FakeArm().with_retry())  # makes a run of its own
     assert not _unobserved(FakeArm().with_fallbacks([FakeArm()]))
@@ -176,12 +165,12 @@ async def test_tools_bound_arms_take_the_quick_path_and_keep_their_tools() -> No
     router = BanditRouterRunnable(
         arms={"a": ScriptedArm()}, reward=lambda outputs: bool(outputs.tool_calls)
     ).bind_tools([add])
-    seen = Seen()
+    seen = Recorder()
     quiet = await router.ainvoke("add 1 and 2")
     assert quiet.tool_calls[0]["name"] == "add"
     heard = await router.ainvoke("add 1 and 2", {"callbacks": [seen]})
     assert heard.tool_calls[0]["name"] == "add"
-    kinds = sorted(kind for kind, _parent, _tags in seen.runs.values())
+    kinds = sorted(run["kind"] for run in seen.runs.values())
     assert kinds == ["chain", "chat"]
     assert (await router.astatistics())["a"].pulls == 2
 
@@ -222,25 +211,26 @@ async def test_an_unobserved_arm_gets_the_callers_config_less_the_routers_run() 
 
 async def test_an_arm_with_its_own_handler_still_runs_as_the_routers_child() -> None:
     """Nobody listens to the router, but the arm's own handler sees the tagged child run."""
-    seen = Seen()
+    seen = Recorder()
     router = BanditRouterRunnable(arms={"a": FakeArm(callbacks=[seen])}, reward=is_right)
     run_id = uuid.uuid4()
     await router.ainvoke("q", {"run_id": run_id})
-    ((kind, parent, tags),) = seen.runs.values()
-    assert (kind, parent) == ("chat", run_id)
+    (run,) = seen.runs.values()
+    assert (run["kind"], run["parent"]) == ("chat", run_id)
+    tags = run["tags"]
     assert "bandit_router:arm:a" in tags
     assert "retry:attempt:1" in tags
 
 
 async def test_with_a_listener_the_router_reports_its_own_run() -> None:
-    seen = Seen()
+    seen = Recorder()
     router = BanditRouterRunnable(arms={"a": FakeArm()}, reward=is_right)
     run_id = uuid.uuid4()
     await router.ainvoke("q", {"run_id": run_id, "callbacks": [seen]})
-    assert seen.runs[run_id][:2] == ("chain", None)
-    (child,) = [r for r in seen.runs.values() if r[1] == run_id]
-    assert child[0] == "chat"
-    assert "bandit_router:arm:a" in child[2]
+    assert (seen.runs[run_id]["kind"], seen.runs[run_id]["parent"]) == ("chain", None)
+    (child,) = [r for r in seen.runs.values() if r["parent"] == run_id]
+    assert child["kind"] == "chat"
+    assert "bandit_router:arm:a" in child["tags"]
 
 
 async def test_run_ids_are_fresh_uuid7_strings_when_none_is_given() -> None:
