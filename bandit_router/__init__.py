@@ -8,7 +8,7 @@ concurrency-aware selection and pluggable state stores.
 from __future__ import annotations
 
 from bandit_router._bandit import Bandit, Decision
-from bandit_router._chat_model import ChatBanditRouter
+from bandit_router.langchain.chat_model import ChatBanditRouter
 from bandit_router._engine import PendingDecision, Selection
 from bandit_router._errors import (
     AllArmsFailedError,
@@ -22,7 +22,7 @@ from bandit_router._errors import (
     UnknownArmError,
     UnknownDecisionError,
 )
-from bandit_router._runnable import BanditRouterRunnable
+from bandit_router.langchain.runnable import BanditRouterRunnable
 from bandit_router._stats import ArmStatistics, Prior
 from bandit_router._version import __version__
 

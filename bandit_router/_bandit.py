@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Coroutine, Mapping
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from bandit_router._engine import (
     DEFAULT,
@@ -22,6 +23,8 @@ from bandit_router.policies import Policy
 from bandit_router.stores import InMemoryStore, StateStore
 
 __all__ = ["Bandit", "Decision"]
+
+T = TypeVar("T")
 
 _NOTHING = Outcome(reward=None, learn=None)
 
@@ -69,6 +72,8 @@ class Bandit:
             its prior, worth at most this many observations: a new context starts from what
             all contexts learned instead of from zero. ``None`` (default): contexts are
             independent.
+        rate_limit_reward: What a rate-limited attempt teaches about its arm (default
+            ``None``: nothing; counted in ``failures`` only).
         costs: Optional ``{arm: cost}``: the known cost of one call of each arm, in the
             reward's units, subtracted from its policy index; the rewards then measure quality
             only (see :class:`~bandit_router._engine.Engine`).
@@ -94,6 +99,7 @@ class Bandit:
         clock: Callable[[], float] = time.time,
         context_prior_weight: float | None = None,
         costs: Mapping[str, float] | None = None,
+        rate_limit_reward: float | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ConfigurationError(f"name must be a non-empty string, got {name!r}")
@@ -111,6 +117,7 @@ class Bandit:
             max_pending=max_pending,
             seed=seed,
             costs=costs,
+            rate_limit_reward=rate_limit_reward,
         )
         if context_prior_weight is not None:
             try:  # validated like a prior weight: a finite number >= 0
@@ -171,7 +178,13 @@ class Bandit:
         )
         return Decision(did, arm, context, picked[-1])
 
-    async def reroute(self, decision: Decision, exclude: Collection[str] = ()) -> Decision:
+    async def reroute(
+        self,
+        decision: Decision,
+        exclude: Collection[str] = (),
+        *,
+        outcome: Outcome | None = None,
+    ) -> Decision:
         """Fall back: count ``decision``'s arm as failed and move the call to another arm.
 
         One atomic store step: the failure is applied to the old arm and its in-flight slot
@@ -202,16 +215,17 @@ class Bandit:
             picked.append(sel)
             return sel.arm
 
+        failed = engine.failure_outcome() if outcome is None else outcome
         arm = await self.store.reroute(
             self.name,
             decision.decision_id,
             engine.arms,
             choose,
-            engine.failure_outcome(),
+            failed,
             engine.rules,
             self._clock(),
         )
-        await self._mirror(decision.context, decision.arm, engine.failure_outcome())
+        await self._mirror(decision.context, decision.arm, failed)
         return Decision(decision.decision_id, arm, decision.context, picked[-1])
 
     async def _context_priors(self, context: str) -> tuple[Prior | None, ...] | _Default:
@@ -246,9 +260,14 @@ class Bandit:
         await self._mirror(done.context, done.arm, outcome)
         return done
 
-    async def fail(self, decision_id: str) -> PendingDecision:
-        """Settle a decision whose call failed (counted as a failure of its arm)."""
-        outcome = self.engine.failure_outcome()
+    async def fail(self, decision_id: str, *, outcome: Outcome | None = None) -> PendingDecision:
+        """Settle a decision whose call failed (counted as a failure of its arm).
+
+        Args:
+            decision_id: The decision.
+            outcome: What the failure teaches (default: ``failure_reward``'s outcome).
+        """
+        outcome = self.engine.failure_outcome() if outcome is None else outcome
         done = await self.store.settle(
             self.name, _check_id(decision_id), outcome, self.engine.rules, self._clock()
         )
@@ -261,19 +280,28 @@ class Bandit:
             self.name, _check_id(decision_id), _NOTHING, self.engine.rules, self._clock()
         )
 
-    async def record_failure(self, arm: str, *, context: str = "") -> None:
-        """Count a failed attempt of ``arm`` outside any decision (a retry that failed)."""
+    async def record_failure(
+        self, arm: str, *, context: str = "", outcome: Outcome | None = None
+    ) -> None:
+        """Count a failed attempt of ``arm`` outside any decision (a retry that failed).
+
+        Args:
+            arm: The arm.
+            context: The context whose statistics count it.
+            outcome: What the failure teaches (default: ``failure_reward``'s outcome).
+        """
         if arm not in self.engine.arms:
             raise UnknownArmError(f"unknown arm {arm!r}; the arms are {list(self.engine.arms)}")
+        failed = self.engine.failure_outcome() if outcome is None else outcome
         await self.store.observe(
             self.name,
             context,
             self.engine.arms,
             arm,
-            self.engine.failure_outcome(),
+            failed,
             self.engine.rules,
         )
-        await self._mirror(context, arm, self.engine.failure_outcome())
+        await self._mirror(context, arm, failed)
 
     async def state(self, context: str = "") -> BanditState:
         """Return a snapshot of the raw statistics of ``context``."""
@@ -287,6 +315,65 @@ class Bandit:
     async def expire(self) -> int:
         """Expire every overdue pending decision now; return how many."""
         return await self.store.expire(self.name, self.engine.rules, self._clock())
+
+
+    # --- sync faces (the routers' sync faces call these from the caller's thread) ----------
+
+    def choose_sync(
+        self,
+        *,
+        context: str = "",
+        decision_id: str | None = None,
+        exclude: Collection[str] = (),
+    ) -> Decision:
+        """Sync face of :meth:`choose`."""
+        return _run(self, self.choose(context=context, decision_id=decision_id, exclude=exclude))
+
+    def reroute_sync(
+        self, decision: Decision, exclude: Collection[str] = (), *, outcome: Outcome | None = None
+    ) -> Decision:
+        """Sync face of :meth:`reroute`."""
+        return _run(self, self.reroute(decision, exclude, outcome=outcome))
+
+    def reward_sync(self, decision_id: str, reward: object) -> PendingDecision:
+        """Sync face of :meth:`reward`."""
+        return _run(self, self.reward(decision_id, reward))
+
+    def fail_sync(self, decision_id: str, *, outcome: Outcome | None = None) -> PendingDecision:
+        """Sync face of :meth:`fail`."""
+        return _run(self, self.fail(decision_id, outcome=outcome))
+
+    def release_sync(self, decision_id: str) -> PendingDecision:
+        """Sync face of :meth:`release`."""
+        return _run(self, self.release(decision_id))
+
+    def record_failure_sync(
+        self, arm: str, *, context: str = "", outcome: Outcome | None = None
+    ) -> None:
+        """Sync face of :meth:`record_failure`."""
+        _run(self, self.record_failure(arm, context=context, outcome=outcome))
+
+    def statistics_sync(self, context: str = "") -> dict[str, ArmStatistics]:
+        """Sync face of :meth:`statistics`."""
+        return _run(self, self.statistics(context))
+
+
+def _run(bandit: Bandit, coro: Coroutine[Any, Any, T]) -> T:
+    """Run one of the bandit's coroutines from a thread without a running loop.
+
+    An in-memory store never suspends: its coroutine runs to the end here, in the caller's
+    thread. Other stores are served by the portal loop.
+    """
+    if isinstance(bandit.store, InMemoryStore):
+        try:
+            coro.send(None)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        coro.close()
+        raise RuntimeError("bandit-router: an in-memory store operation suspended")
+    from bandit_router.core._loops import run_on_portal  # noqa: PLC0415
+
+    return run_on_portal(coro)
 
 
 def context_seed(n: float, s: float, q: float, weight: float) -> Prior:

@@ -175,6 +175,8 @@ class Engine:
             is learned"). The rewards then measure quality only, and exploration is spent on
             quality alone. For the trade-off ``quality - lam * usd / max_usd``, give
             ``lam * usd_per_call / max_usd``. Arms not listed cost 0.
+        rate_limit_reward: What a rate-limited attempt teaches about its arm (default
+            ``None``: nothing; it is still counted in ``failures``).
 
     Raises:
         ConfigurationError: On any invalid argument; the message names it.
@@ -188,6 +190,7 @@ class Engine:
         "failure_reward",
         "policy",
         "priors",
+        "rate_limit_reward",
         "rng",
         "rules",
     )
@@ -205,6 +208,7 @@ class Engine:
         max_pending: int = DEFAULT_MAX_PENDING,
         seed: int | None = None,
         costs: Mapping[str, float] | None = None,
+        rate_limit_reward: float | None = None,
     ) -> None:
         if isinstance(arms, str | bytes):
             raise ConfigurationError(f"arms must be a collection of names, got {arms!r}")
@@ -243,6 +247,7 @@ class Engine:
         )
         self.decay = check_decay(decay)
         self.failure_reward = _check_optional_reward(failure_reward, "failure_reward")
+        self.rate_limit_reward = _check_optional_reward(rate_limit_reward, "rate_limit_reward")
         expired = _check_optional_reward(expired_reward, "expired_reward")
         self.rules = Rules(
             decay=self.decay,
@@ -277,6 +282,11 @@ class Engine:
     def failure_outcome(self) -> Outcome:
         """Return the outcome of a failed attempt (``failure_reward`` learned, if any)."""
         return Outcome(reward=None, learn=self.failure_reward, failure=True)
+
+    def rate_limit_outcome(self) -> Outcome:
+        """Return the outcome of a rate-limited attempt: a failure, learned only if
+        ``rate_limit_reward`` is set (a rate limit is about capacity, not quality)."""
+        return Outcome(reward=None, learn=self.rate_limit_reward, failure=True)
 
     # --- selection -----------------------------------------------------------------------
 

@@ -108,9 +108,11 @@ class Evaluator:
 
     Args:
         fn: The sync or async callable.
-        run_sync_in_thread: Run a sync ``fn`` in a worker thread, so a slow judge does not
-            block the event loop. ``None`` (the default): in a thread, unless ``fn`` is
-            marked with :func:`inline`. ``False`` for cheap functions: no thread hop.
+        run_sync_in_thread: How a sync ``fn`` runs. ``None`` (the default): timed in a worker
+            thread at first, then called directly once it proved quick (see
+            :mod:`bandit_router.core.scoring`), unless it is marked with :func:`inline`
+            (always direct). ``True``: always in a worker thread (a judge that may block on
+            I/O). ``False``: always direct.
 
     Raises:
         ConfigurationError: If ``fn`` is not callable or requires an argument it cannot be given.
@@ -133,10 +135,16 @@ class Evaluator:
         if self._is_async():
             mode = "async"
         elif self.run_sync_in_thread is None:
-            mode = "inline" if getattr(self.fn, _INLINE_ATTR, False) else "thread"
+            mode = "inline" if getattr(self.fn, _INLINE_ATTR, False) else "auto"
         else:
             mode = "thread" if self.run_sync_in_thread else "inline"
         object.__setattr__(self, "_mode", mode)
+
+    @property
+    def mode(self) -> str:
+        """How ``fn`` runs: ``"async"``, ``"inline"`` (sync, always direct), ``"thread"`` (sync,
+        always in a worker thread) or ``"auto"`` (sync: timed, then direct if quick)."""
+        return self._mode
 
     def wanted(self) -> frozenset[str] | None:
         """Return the argument names ``fn`` takes (``None`` when it takes ``**kwargs``)."""
@@ -181,13 +189,32 @@ class Evaluator:
         mode = self._mode
         if mode == "async":
             result = await self.fn(**kwargs)
-        elif mode == "thread":
-            result = await anyio.to_thread.run_sync(lambda: self.fn(**kwargs))
-        else:
+        elif mode == "inline":
             result = self.fn(**kwargs)
+        else:
+            result = await anyio.to_thread.run_sync(lambda: self.fn(**kwargs))
         cls = result.__class__
         if cls is not bool and cls is not float and inspect.isawaitable(result):
             result = await _await(result)
+        return coerce_score(result)
+
+    def call_sync(self, available: Mapping[str, Any]) -> float:
+        """Call a sync evaluator here, with the arguments it names; return its coerced score.
+
+        Raises:
+            InvalidRewardError: If the result is not a valid score (an awaitable included).
+            Exception: Whatever the evaluator raises.
+        """
+        wanted = self._wanted
+        kwargs = available if wanted is None else {k: available[k] for k in wanted}
+        result = self.fn(**kwargs)
+        if inspect.isawaitable(result):
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()  # a coroutine never awaited would warn
+            raise InvalidRewardError(
+                f"evaluator {self.fn!r} returned an awaitable from a sync call; make it async"
+            )
         return coerce_score(result)
 
 

@@ -99,6 +99,7 @@ _FEEDBACK_SPAN: Final = "bandit_router.feedback"
 _EVALUATION_EVENT: Final = "gen_ai.evaluation.result"
 _FALLBACK_EVENT: Final = "bandit_router.fallback"
 _DEGRADED_EVENT: Final = "bandit_router.degraded"
+_COOLDOWN_EVENT: Final = "bandit_router.cooldown"
 _REWARD_BUCKETS: Final = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 _OVERHEAD_BUCKETS: Final = (
     0.00001,
@@ -781,9 +782,12 @@ class RouteSpan:
     ) -> None:
         """Record the inline reward of the call.
 
-        Sets ``bandit_router.reward``, adds a ``gen_ai.evaluation.result`` event
-        (``gen_ai.evaluation.name``, ``gen_ai.evaluation.score.value``) and records the reward
-        histogram for the arm.
+        While the route span is open: sets ``bandit_router.reward`` and adds a
+        ``gen_ai.evaluation.result`` event (``gen_ai.evaluation.name``,
+        ``gen_ai.evaluation.score.value``). Once it has ended (the evaluator runs after the
+        answer is returned), the reward is a ``bandit_router.feedback`` span of its own,
+        linked to the route span, as a delayed reward is. Either way the reward histogram is
+        recorded for the arm.
 
         Args:
             score: The reward in [0, 1].
@@ -791,8 +795,11 @@ class RouteSpan:
             elapsed_s: Seconds the evaluator took (excluded from the router's overhead).
         """
         tel = self._tel
-        self._settle(elapsed_s)
         score = float(score)
+        if self._ended:
+            self._feedback(evaluator_name, None, score)
+            return
+        self._settle(elapsed_s)
         if self._arm is not None:
             tel._rewards.record(score, tel._arm_attributes(self._name, self._arm))
         if not self._recording:
@@ -814,7 +821,8 @@ class RouteSpan:
         """Record that the inline evaluator failed (the call itself did not).
 
         Sets ``bandit_router.evaluator_error`` to the error type and adds a
-        ``gen_ai.evaluation.result`` event with ``error.type`` and no score. The route span's
+        ``gen_ai.evaluation.result`` event with ``error.type`` and no score (on a linked
+        ``bandit_router.feedback`` span once the route span has ended). The route span's
         status is left alone: the user's call succeeded.
 
         Args:
@@ -822,6 +830,9 @@ class RouteSpan:
             evaluator_name: ``gen_ai.evaluation.name``.
             elapsed_s: Seconds the evaluator took (excluded from the router's overhead).
         """
+        if self._ended:
+            self._feedback(evaluator_name, exc, None)
+            return
         self._settle(elapsed_s)
         if not self._recording:
             return
@@ -829,6 +840,47 @@ class RouteSpan:
         self._span.set_attribute("bandit_router.evaluator_error", etype)
         self._span.add_event(
             _EVALUATION_EVENT, {"gen_ai.evaluation.name": evaluator_name, "error.type": etype}
+        )
+
+    def _feedback(
+        self, evaluator_name: str, exc: BaseException | None, score: float | None
+    ) -> None:
+        """An inline evaluation that ended after the route span: a linked feedback span."""
+        tel = self._tel
+        if self._decision_id is None:
+            return
+        fb = tel.feedback(
+            self._decision_id,
+            self._name,
+            link=self._span.get_span_context(),
+            evaluation_name=evaluator_name,
+        )
+        if exc is not None:
+            if fb._span.is_recording():
+                etype = error_type(exc)
+                fb._span.set_attribute("bandit_router.evaluator_error", etype)
+                fb._span.add_event(
+                    _EVALUATION_EVENT,
+                    {"gen_ai.evaluation.name": evaluator_name, "error.type": etype},
+                )
+            tel.links.pop(self._decision_id)
+            fb.end()
+            return
+        assert score is not None
+        fb.settled(score, arm=self._arm, delay_s=max(time.time() - self._wall0, 0.0))
+        fb.end()
+
+    def cooldown(self, arm: str, seconds: float) -> None:
+        """Record that ``arm`` was rate-limited and is skipped for ``seconds``.
+
+        Adds a ``bandit_router.cooldown`` event (``bandit_router.arm``,
+        ``bandit_router.cooldown_s``).
+        """
+        if not self._recording:
+            return
+        self._span.add_event(
+            _COOLDOWN_EVENT,
+            {"bandit_router.arm": arm, "bandit_router.cooldown_s": float(seconds)},
         )
 
     def _settle(self, elapsed_s: float | None) -> None:
@@ -938,6 +990,9 @@ class _NullRoute(RouteSpan):
         pass
 
     def degraded(self, reason: str, exc: BaseException | None = None) -> None:
+        pass
+
+    def cooldown(self, arm: str, seconds: float) -> None:
         pass
 
     def end(self, exc: BaseException | None = None, *, output: object = None) -> None:

@@ -8,6 +8,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, M
 from contextlib import aclosing, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import Any, TypeVar, cast
 
 from langchain_core.callbacks import (
@@ -25,22 +26,23 @@ from langchain_core.messages.tool import tool_call_chunk
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.config import ensure_config, patch_config
+from langchain_core.runnables.utils import ConfigurableFieldSpec
 from langchain_core.tools import BaseTool
 from langchain_core.tracers import context as _tracer_context
-from langchain_core.tracers._streaming import (
-    _StreamingCallbackHandler,
-    _V2StreamingCallbackHandler,
-)
 from langchain_core.tracers.base import BaseTracer
-from langchain_core.utils.uuid import uuid7
-from pydantic import ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import PrivateAttr
 
-from bandit_router._engine import DEFAULT_MAX_PENDING, DEFAULT_PENDING_TTL
-from bandit_router._errors import ConfigurationError
-from bandit_router._runnable import BanditRouterRunnable, RouteCall, is_transient
-from bandit_router._runnable import _call as arm_method
-from bandit_router._stats import ArmStatistics, Prior
-from bandit_router._sync import iterate_sync, run_sync
+from bandit_router._errors import ConfigurationError, UnknownArmError
+from bandit_router._stats import ArmStatistics
+from bandit_router.core.routing import Request
+from bandit_router.langchain.arms import ArmInvoker, callable_arms, streams_usage
+from bandit_router.langchain.options import DEFAULT_NAME, RouterOptions
+from bandit_router.langchain.runnable import BanditRouterRunnable, arm_method
+
+try:  # time-ordered run ids, as LangChain's own runs have (langchain-core >= 0.3.?)
+    from langchain_core.utils.uuid import uuid7 as _uuid7
+except ImportError:  # pragma: no cover (an older langchain-core: random ids)
+    _uuid7 = uuid.uuid4
 
 __all__ = ["ChatBanditRouter"]
 
@@ -52,9 +54,6 @@ _M = TypeVar("_M", bound=AIMessage)
 _CALL_KEY = "__bandit_router_call"
 #: Keyword arguments that belong to the router, never passed on to an arm.
 _TOOLS_KWARGS_KEY = "bind_tools_kwargs"
-#: The arguments ChatBanditRouter shares with BanditRouterRunnable (and passes to it): all of
-#: them (a test checks that ChatBanditRouter declares each, with the same default).
-_ROUTER_FIELDS = tuple(BanditRouterRunnable.model_fields)
 
 
 @dataclass(slots=True)
@@ -95,10 +94,18 @@ class _Parent:
         return manager
 
 
+def _streams(handler: BaseCallbackHandler) -> bool:
+    """Whether ``handler`` streams tokens out (``astream_events``, ``astream_log``, LangGraph's
+    message stream): it taps outputs, or takes the v2 stream events."""
+    if hasattr(handler, "tap_output_aiter") or hasattr(handler, "tap_output_iter"):
+        return True
+    # LangChain marks v2 stream consumers with a private base class: recognised by its name
+    # (importing it would break on a version that moves it).
+    return any(c.__name__ == "_V2StreamingCallbackHandler" for c in type(handler).__mro__)
+
+
 def _follows_into_arms(handler: BaseCallbackHandler) -> bool:
-    return isinstance(handler, BaseTracer) and not isinstance(
-        handler, _StreamingCallbackHandler | _V2StreamingCallbackHandler
-    )
+    return isinstance(handler, BaseTracer) and not _streams(handler)
 
 
 def _hidden_hooks() -> list[ContextVar[Any]]:
@@ -208,120 +215,79 @@ def _own_id(message: _M) -> _M:
     return message
 
 
-class ChatBanditRouter(BaseChatModel):
+class ChatBanditRouter(RouterOptions, BaseChatModel):
     """The learning router as a LangChain chat model: a drop-in ``BaseChatModel``.
 
-    Everything :class:`BanditRouterRunnable` does (the same arguments, engine, store,
-    rewards, retries, fallback and telemetry; in fact a :class:`BanditRouterRunnable` inside
-    does the routing), in the shape that ``create_agent``, LangGraph and any code written for
-    one chat model accept:
+    Everything :class:`BanditRouterRunnable` does (the same arguments, declared once in
+    :class:`~bandit_router.langchain.options.RouterOptions`, and the same routing core), in
+    the shape that ``create_agent``, LangGraph and any code written for one chat model accept:
 
     * ``bind_tools(tools, tool_choice=...)`` binds the tools to the router; on each call the
       chosen arm converts them with its own ``bind_tools``.
     * ``with_structured_output(schema, method=...)`` routes over each arm's own
       ``with_structured_output`` (function calling, JSON mode or JSON schema, as the arms
       support them); an arm whose output does not parse counts as failed and the call falls
-      back to the next-best arm.
-    * ``model="<arm>"`` (per call) pins an arm, like ``configurable={"bandit_arm": ...}``.
+      back to the next-best arm. The arms' raw messages are kept for their token usage.
+    * ``model="<arm>"`` (per call) pins an arm, like ``configurable={router.arm_key: ...}``.
     * ``usage_metadata`` and ``response_metadata["model_name"]`` are the chosen arm's, and
       ``response_metadata["bandit_router"]`` says which arm answered under which decision.
     * Each arm's run is a child of the router's run, seen by tracers (LangSmith) only:
       streaming handlers and other callbacks see one chat model call, so tokens are streamed
       once and counted once.
+    * The sync faces call the arms' sync methods, the async faces their async ones.
 
     Results of ``bind_tools`` and ``with_structured_output`` share the router's learning.
 
     Args:
-        arms: ``{name: chat model}``; the names are the arm ids (and the values of ``model=``).
         temperature: Passed to the chosen arm on every call (``None``: the arm's own).
         max_tokens: Passed to the chosen arm on every call (``None``: the arm's own).
         stop: Default stop sequences, passed to the chosen arm (a call's ``stop`` wins).
         max_retries: LangChain's standard name for the router's retries: ``max_attempts =
-            max_retries + 1`` (the arms keep their own client-side retries).
+            max_retries + 1``.
         streaming: Stream from the chosen arm even on ``invoke`` (LangChain's standard flag).
-        **router_arguments: Every other argument of :class:`BanditRouterRunnable`
-            (``policy``, ``priors``, ``decay``, ``reward``, ``store``, ``name``,
+        **router_arguments: Every argument of :class:`BanditRouterRunnable` (``arms``,
+            ``policy``, ``priors``, ``decay``, ``reward``, ``store``, ``name``,
             ``max_attempts``, ``timeout``, ...), with the same meaning and defaults.
 
     Raises:
-        ConfigurationError: On any invalid argument; the message names it.
+        ConfigurationError: On any invalid or unknown argument; the message names it.
     """
 
-    model_config = ConfigDict(arbitrary_types_allowed=True)
-
-    # The arguments of BanditRouterRunnable, with its defaults (a test keeps them in step).
-    arms: Mapping[str, Runnable[Any, Any]]
-    policy: Any = None
-    priors: dict[str, Prior] | None = None
-    decay: float | None = None
-    reward: Callable[..., Any] | None = None
-    store: Any = None
-    name: str | None = "bandit_router"
-    context_key: Callable[[Any], str] | None = None
-    context_prior_weight: float | None = None
-    costs: dict[str, float] | None = None
-    max_attempts: int = 3
-    timeout: float | None = 30.0
-    retry_if: Callable[[BaseException], bool] | tuple[type[BaseException], ...] = Field(
-        default=is_transient
-    )
-    retry_initial_wait: float = 0.5
-    retry_max_wait: float = 8.0
-    fallback: bool = True
-    failure_reward: float | None = 0.0
-    expired_reward: float | None = None
-    pending_ttl: float = DEFAULT_PENDING_TTL
-    max_pending: int = DEFAULT_MAX_PENDING
-    seed: int | None = None
-    tracer_provider: Any = None
-    meter_provider: Any = None
-    capture_content: bool = False
-    telemetry: bool = True
-    # LangChain's standard chat-model fields.
+    # LangChain's standard chat-model fields (the router's own are RouterOptions').
     temperature: float | None = None
     max_tokens: int | None = None
     stop: list[str] | None = None
     max_retries: int | None = None
     streaming: bool = False
 
-    _router: BanditRouterRunnable = PrivateAttr()
+    _callable: dict[str, Runnable[Any, Any]] = PrivateAttr()
+    _usage_streams: frozenset[str] = PrivateAttr()
+    _router: BanditRouterRunnable | None = PrivateAttr(default=None)
 
     def __init__(self, **kwargs: Any) -> None:
-        try:
-            super().__init__(**kwargs)
-        except ValidationError as exc:
-            # BaseChatModel's own validators make pydantic wrap the ConfigurationError our
-            # checks raise: unwrap it, so both routers raise the same error for the same mistake.
-            errors = exc.errors()
-            cause = errors[0].get("ctx", {}).get("error") if len(errors) == 1 else None
-            if isinstance(cause, ConfigurationError):
-                raise cause from None
-            raise
-
-    @field_validator("arms", mode="before")
-    @classmethod
-    def _coerce_arms(cls, value: object) -> dict[str, Runnable[Any, Any]]:
-        return BanditRouterRunnable._coerce_arms(value)
-
-    def model_post_init(self, context: Any, /) -> None:
-        """Validate the configuration and build the router that does the routing."""
-        super().model_post_init(context)
-        arguments = {f: getattr(self, f) for f in _ROUTER_FIELDS}
-        if self.max_retries is not None:
-            retries = self.max_retries
+        retries = kwargs.get("max_retries")
+        if retries is not None:
             if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
                 raise ConfigurationError(f"max_retries must be an integer >= 0, got {retries!r}")
-            if "max_attempts" in self.model_fields_set and self.max_attempts != retries + 1:
+            attempts = kwargs.get("max_attempts")
+            if attempts is not None and attempts != retries + 1:
                 raise ConfigurationError(
-                    f"max_retries={retries} contradicts max_attempts={self.max_attempts}: "
+                    f"max_retries={retries} contradicts max_attempts={attempts}: "
                     "give one of them"
                 )
-            arguments["max_attempts"] = retries + 1
+            kwargs["max_attempts"] = retries + 1
         for label in ("temperature", "max_tokens"):
-            v = getattr(self, label)
+            v = kwargs.get(label)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int | float) or v < 0):
                 raise ConfigurationError(f"{label} must be None or a number >= 0, got {v!r}")
-        self._router = BanditRouterRunnable(**arguments)
+        super().__init__(**kwargs)
+
+    def model_post_init(self, context: Any, /) -> None:
+        """Build the routing core from the validated arguments."""
+        super().model_post_init(context)
+        self._build_core()
+        self._callable = callable_arms(self.arms, self.timeout)
+        self._usage_streams = frozenset(n for n, a in self.arms.items() if streams_usage(a))
 
     @classmethod
     def is_lc_serializable(cls) -> bool:
@@ -372,7 +338,7 @@ class ChatBanditRouter(BaseChatModel):
         config = ensure_config(config)
         if _CALL_KEY in kwargs:  # astream falling back to ainvoke: already begun
             return config
-        run_id = config.get("run_id") or uuid7()
+        run_id = config.get("run_id") or _uuid7()
         config["run_id"] = run_id
         # Configure the callbacks once, here: LangChain's configure() adds environment tracers
         # as new objects, and the arms' runs must reach the same tracer as the router's run.
@@ -470,16 +436,16 @@ class ChatBanditRouter(BaseChatModel):
                     **self._get_ls_params_with_defaults(stop=stop, **kwargs),
                 },
             )
-        return _Parent(uuid7(), [], [])  # called outside LangChain's faces: a detached call
+        return _Parent(_uuid7(), [], [])  # called outside LangChain's faces: a detached call
 
-    def _route(
+    def _request(
         self,
         messages: list[BaseMessage],
         stop: list[str] | None,
         run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None,
         kwargs: dict[str, Any],
-    ) -> tuple[RunnableConfig, RouteCall, dict[str, Any]]:
-        """Set one call up for the router's core: its config, its RouteCall, the arm kwargs."""
+    ) -> Request:
+        """Set one call up for the routing core."""
         call: _ChatCall | None = kwargs.pop(_CALL_KEY, None)
         parent = self._parent(run_manager, call, stop, kwargs)
         config: RunnableConfig = call.config if call is not None else {}
@@ -513,10 +479,60 @@ class ChatBanditRouter(BaseChatModel):
 
         if model is not None and not isinstance(model, str):
             raise ConfigurationError(f"model must be an arm's name, got {model!r}")
-        route = RouteCall(
-            run_id=str(parent.run_id), child_config=child_config, prepare=prepare, pinned=model
+        if model is None:
+            pinned = (config.get("configurable") or {}).get(self.arm_key)
+            how = f"configurable {self.arm_key}"
+        else:
+            pinned, how = model, "model"
+        if pinned is not None and pinned not in self.arms:
+            raise UnknownArmError(f"{how}={pinned!r} is not an arm; the arms are {list(self.arms)}")
+        run_id = str(parent.run_id)
+        calls = ArmInvoker(
+            self._callable,
+            messages,
+            child_config,
+            arm_kwargs,
+            prepare=prepare,
+            score_extra={"run_id": run_id, "metadata": dict(config.get("metadata") or {})},
+            usage_streams=self._usage_streams,
         )
-        return config, route, arm_kwargs
+        return Request(
+            decision_id=run_id,
+            context=self._context(messages),
+            calls=calls,
+            observer=self._telemetry.start_route(
+                self.name or DEFAULT_NAME, run_id=run_id, input=messages
+            ),
+            pinned=pinned,
+        )
+
+    def _context(self, input: Any) -> str:
+        if self.context_key is None:
+            return ""
+        ctx = self.context_key(input)
+        if not isinstance(ctx, str):
+            raise ConfigurationError(f"context_key must return a str, got {ctx!r}")
+        return ctx
+
+    @property
+    def arm_key(self) -> str:
+        """The ``configurable`` key that pins an arm of this router: ``"<name>_arm"``."""
+        return f"{self.name or DEFAULT_NAME}_arm"
+
+    @property
+    def config_specs(self) -> list[ConfigurableFieldSpec]:
+        """The router's configurable field (the pinned arm)."""
+        return [
+            ConfigurableFieldSpec(
+                id=self.arm_key,
+                annotation=str | None,
+                name="Pinned arm",
+                description=f"Route every call to this arm of router {self.name!r} "
+                f"(one of {list(self.arms)}); no choice, no fallback.",
+                default=None,
+            ),
+            *super().config_specs,
+        ]
 
     async def _agenerate(
         self,
@@ -525,18 +541,9 @@ class ChatBanditRouter(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        return await self._agenerate_any(messages, stop, run_manager, kwargs)
-
-    async def _agenerate_any(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None,
-        run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None,
-        kwargs: dict[str, Any],
-    ) -> ChatResult:
-        config, route, arm_kwargs = self._route(messages, stop, run_manager, kwargs)
-        output = await self._router._invoke(messages, config, route, arm_kwargs)
-        return ChatResult(generations=[ChatGeneration(message=_own_id(_as_message(output)))])
+        req = self._request(messages, stop, run_manager, kwargs)
+        output = await self._core.ainvoke(req)
+        return _result(output, req)
 
     def _generate(
         self,
@@ -545,7 +552,9 @@ class ChatBanditRouter(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        return run_sync(self._agenerate_any(messages, stop, run_manager, kwargs))
+        req = self._request(messages, stop, run_manager, kwargs)
+        output = self._core.invoke(req)
+        return _result(output, req)
 
     async def _astream(
         self,
@@ -554,32 +563,12 @@ class ChatBanditRouter(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        async with aclosing(self._astream_any(messages, stop, run_manager, kwargs)) as chunks:
-            async for chunk in chunks:
-                yield chunk
-
-    async def _astream_any(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None,
-        run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None,
-        kwargs: dict[str, Any],
-    ) -> AsyncGenerator[ChatGenerationChunk, None]:
-        config, route, arm_kwargs = self._route(messages, stop, run_manager, kwargs)
+        req = self._request(messages, stop, run_manager, kwargs)
         first = True
-        async with aclosing(self._router._stream(messages, config, route, arm_kwargs)) as chunks:
+        async with aclosing(cast(Any, self._core.astream(req))) as chunks:
             async for item in chunks:
-                chunk = _own_id(_as_chunk(item))
-                if first and route.decision is not None:
-                    first = False
-                    # Said once (metadata of chunks is merged when they are added up).
-                    stamp = {"arm": route.decision.arm, "decision_id": route.decision.decision_id}
-                    chunk = chunk.model_copy(
-                        update={
-                            "response_metadata": {**chunk.response_metadata, "bandit_router": stamp}
-                        }
-                    )
-                yield ChatGenerationChunk(message=chunk)
+                yield _chunk(item, req, first)
+                first = False
 
     def _stream(
         self,
@@ -588,7 +577,15 @@ class ChatBanditRouter(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        yield from iterate_sync(self._astream_any(messages, stop, run_manager, kwargs))
+        req = self._request(messages, stop, run_manager, kwargs)
+        chunks = self._core.stream(req)
+        first = True
+        try:
+            for item in chunks:
+                yield _chunk(item, req, first)
+                first = False
+        finally:
+            cast(Any, chunks).close()
 
     # --- tools and structured output ----------------------------------------------------------
 
@@ -634,20 +631,22 @@ class ChatBanditRouter(BaseChatModel):
 
         Returns:
             A :class:`BanditRouterRunnable` over the arms' structured runnables, sharing this
-            router's learning. Its evaluator sees the parsed output; an arm whose output fails
-            to parse counts as failed and the call falls back to the next-best arm.
+            router's learning. Its evaluator sees the parsed output (its ``usage`` argument
+            is the raw message's); an arm whose output fails to parse counts as failed and
+            the call falls back to the next-best arm.
 
         Raises:
             ConfigurationError: If an arm has no ``with_structured_output``.
         """
         defaults = self._arm_defaults()
         arms: dict[str, Runnable[Any, Any]] = {}
-        for name, arm in self._router.arms.items():
+        for name, arm in self.arms.items():
+            # Always with the raw message: its usage prices the call (cost-aware rewards).
             structured = arm_method(
-                arm, "with_structured_output", name, schema, include_raw=include_raw, **kwargs
+                arm, "with_structured_output", name, schema, include_raw=True, **kwargs
             )
             arms[name] = structured.bind(**defaults) if defaults else structured
-        return self._router._derive(arms)
+        return self.router._derive(arms, post=None if include_raw else _parsed)
 
     def _arm_defaults(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -666,26 +665,98 @@ class ChatBanditRouter(BaseChatModel):
 
         See :meth:`BanditRouterRunnable.arecord_feedback`.
         """
-        await self._router.arecord_feedback(run_id, score)
+        await self.router.arecord_feedback(run_id, score)
 
     def record_feedback(self, run_id: uuid.UUID | str, score: object) -> None:
         """Sync face of :meth:`arecord_feedback`."""
-        self._router.record_feedback(run_id, score)
+        self.router.record_feedback(run_id, score)
 
     async def astatistics(self, context: str = "") -> dict[str, ArmStatistics]:
         """Return a frozen report per arm, read from the store."""
-        return await self._router.astatistics(context)
+        return await self._core.bandit.statistics(context)
 
     def statistics(self, context: str = "") -> dict[str, ArmStatistics]:
         """Sync face of :meth:`astatistics`."""
-        return self._router.statistics(context)
+        return self._core.bandit.statistics_sync(context)
 
     @property
     def evaluator_errors(self) -> dict[str, int]:
-        """How many times the evaluator failed per arm, in this process."""
-        return self._router.evaluator_errors
+        """How many times the evaluator failed (or timed out) per arm, in this process."""
+        scorer = self._core.scorer
+        return {} if scorer is None else dict(scorer.errors)
+
+    async def aclose(self) -> None:
+        """Wait until every answer returned so far is scored (the router stays usable)."""
+        if self._core.scorer is not None:
+            await self._core.scorer.aclose()
+
+    def close(self) -> None:
+        """Sync face of :meth:`aclose` (call it from a thread without a running loop)."""
+        if self._core.scorer is not None:
+            self._core.scorer.close()
+
+    async def __aenter__(self) -> ChatBanditRouter:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __enter__(self) -> ChatBanditRouter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
 
     @property
     def router(self) -> BanditRouterRunnable:
-        """The :class:`BanditRouterRunnable` that does the routing (it shares the learning)."""
+        """A :class:`BanditRouterRunnable` over the same arms, sharing this router's learning."""
+        if self._router is None:
+            options = {f: getattr(self, f) for f in RouterOptions.model_fields}
+            router = BanditRouterRunnable(**options)
+            router._core = self._core
+            router._telemetry = self._telemetry
+            self._router = router
         return self._router
+
+
+def _parsed(output: Any) -> Any:
+    """The parsed part of an ``include_raw=True`` structured output; a parsing error is the arm's."""
+    if isinstance(output, Mapping) and "parsed" in output:
+        error = output.get("parsing_error")
+        if error is not None:
+            raise error if isinstance(error, BaseException) else ValueError(str(error))
+        return output["parsed"]
+    return output
+
+
+def _result(output: Any, req: Request) -> ChatResult:
+    message = _own_id(_as_message(output))
+    return ChatResult(generations=[ChatGeneration(message=_stamped(message, req))])
+
+
+def _stamped(message: _M, req: Request) -> _M:
+    decision = req.decision
+    if decision is None:
+        return message
+    stamp = {"arm": decision.arm, "decision_id": decision.decision_id}
+    return message.model_copy(
+        update={"response_metadata": {**message.response_metadata, "bandit_router": stamp}}
+    )
+
+
+def _chunk(item: Any, req: Request, first: bool) -> ChatGenerationChunk:
+    chunk = _own_id(_as_chunk(item))
+    if first:
+        # Said once (metadata of chunks is merged when they are added up).
+        chunk = _stamped(chunk, req)
+    return ChatGenerationChunk(message=chunk)

@@ -1,0 +1,196 @@
+"""The time limit of one attempt, measured as time spent waiting for the arm.
+
+``timeout`` bounds an attempt end to end: the call, or every chunk of a stream until its end.
+Only time spent waiting for the arm counts (a consumer that takes its time between two chunks
+does not use up the arm's time), and ``stall_timeout`` bounds any single wait (the first
+chunk, or the gap between two chunks).
+
+A saturated event loop is not the arm's fault. When a deadline passes, the limit checks how
+long the loop takes to run a callback scheduled now; if that queueing delay is a significant
+part of the limit (over :data:`LAG_FRACTION` of it, and over :data:`LAG_MIN` seconds), the
+answer may be sitting in the loop's queue: the deadline moves by that delay, at most
+:data:`MAX_EXTENSION` times the limit in all. An arm that hangs on an idle loop times out on
+time. (On trio the deadline is a plain cancel scope deadline.)
+
+The async faces wait inside an anyio cancel scope, which the deadline cancels. The sync
+faces cannot interrupt a blocking call (Python cannot cancel a thread): they check the limit
+as each chunk arrives, so a stream that runs past it ends there; a single blocking call is
+bounded by the client's own timeout (the router sets it on clients it knows, see
+:mod:`bandit_router.langchain.arms`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from types import TracebackType
+from typing import Final
+
+import anyio
+
+__all__ = ["LAG_FRACTION", "LAG_MIN", "MAX_EXTENSION", "AttemptTimeoutError", "AttemptTimer"]
+
+#: A loop queueing delay above this fraction of the limit defers the deadline.
+LAG_FRACTION: Final = 0.1
+#: ... and above this many seconds.
+LAG_MIN: Final = 0.05
+#: The deadline moves at most this many limits in all.
+MAX_EXTENSION: Final = 3.0
+
+
+class AttemptTimeoutError(TimeoutError):
+    """An arm gave no answer (or no next chunk) within the router's limit.
+
+    Attributes:
+        arm: The arm.
+        limit: The limit that passed, in seconds.
+        attempt: The attempt's number on the arm, from 1.
+    """
+
+    def __init__(self, arm: str, limit: float, attempt: int, what: str) -> None:
+        super().__init__(f"arm {arm!r} gave no {what} within {limit} s (attempt {attempt})")
+        self.arm = arm
+        self.limit = limit
+        self.attempt = attempt
+
+
+class AttemptTimer:
+    """The time budget of one attempt on one arm.
+
+    Args:
+        arm: The arm (for the error message).
+        attempt: The attempt's number (for the error message).
+        limit: Seconds of waiting for the arm in all (``None``: no limit).
+        stall: Seconds of any single wait (``None``: no limit).
+    """
+
+    __slots__ = ("_attempt", "_left", "_limit", "_stall", "arm")
+
+    def __init__(self, arm: str, attempt: int, limit: float | None, stall: float | None) -> None:
+        self.arm = arm
+        self._attempt = attempt
+        self._limit = limit
+        self._left = math.inf if limit is None else limit
+        self._stall = stall
+
+    def wait(self, what: str = "answer") -> _Wait:
+        """A context manager around one async wait for the arm (``with timer.wait(): await ...``).
+
+        Raises:
+            AttemptTimeoutError: Leaving the block, if the limit passed while it waited.
+        """
+        return _Wait(self, what)
+
+    def spent(self, seconds: float, what: str = "answer") -> None:
+        """Count ``seconds`` of a sync wait; raise if the budget is exhausted.
+
+        Raises:
+            AttemptTimeoutError: If the attempt's limit or the stall limit has passed.
+        """
+        self._left -= seconds
+        if self._left < 0:
+            self._raise(self._limit, what)
+        if self._stall is not None and seconds > self._stall:
+            self._raise(self._stall, what)
+
+    def _budget(self) -> tuple[float, float | None]:
+        """Seconds this wait may take, and the limit that bounds it (``None``: unlimited)."""
+        left, stall = self._left, self._stall
+        if stall is not None and stall < left:
+            return stall, stall
+        return left, self._limit
+
+    def _raise(self, limit: float | None, what: str) -> None:
+        raise AttemptTimeoutError(self.arm, limit if limit is not None else math.inf, self._attempt, what)
+
+
+class _Wait:
+    """One guarded wait (see :meth:`AttemptTimer.wait`)."""
+
+    __slots__ = (
+        "_fired_at",
+        "_handle",
+        "_limit",
+        "_loop",
+        "_moved",
+        "_scope",
+        "_started",
+        "_timer",
+        "_what",
+        "expired",
+    )
+
+    def __init__(self, timer: AttemptTimer, what: str) -> None:
+        self._timer = timer
+        self._what = what
+        self._handle: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._limit: float | None = None
+        self._moved = 0.0
+        self._fired_at = 0.0
+        self._started = 0.0
+        self.expired = False
+
+    def __enter__(self) -> _Wait:
+        budget, self._limit = self._timer._budget()
+        self._started = time.perf_counter()
+        if budget == math.inf:
+            self._scope = None
+            return self
+        self._scope = scope = anyio.CancelScope()
+        scope.__enter__()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # trio: a plain deadline
+            scope.deadline = anyio.current_time() + max(budget, 0.0)
+            return self
+        self._loop = loop
+        self._handle = loop.call_at(loop.time() + max(budget, 0.0), self._fire)
+        return self
+
+    def _fire(self) -> None:
+        assert self._loop is not None
+        self._fired_at = self._loop.time()
+        self._handle = None
+        # Measure the loop's queueing delay: how long a callback scheduled now waits.
+        self._loop.call_soon(self._confirm)
+
+    def _confirm(self) -> None:
+        assert self._loop is not None
+        if self._scope is None or self.expired:
+            return
+        now = self._loop.time()
+        lag = now - self._fired_at
+        limit = self._limit or 0.0
+        if (
+            lag > LAG_MIN
+            and lag > LAG_FRACTION * limit
+            and self._moved + lag <= MAX_EXTENSION * limit
+        ):
+            self._moved += lag
+            self._handle = self._loop.call_at(now + lag, self._fire)
+            return
+        self.expired = True
+        self._scope.cancel()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        timer = self._timer
+        timer._left -= time.perf_counter() - self._started
+        scope = self._scope
+        if scope is None:
+            return False
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        if self._loop is not None:
+            self._scope = None  # a late _confirm finds nothing to cancel
+        swallowed = scope.__exit__(exc_type, exc, tb)
+        if scope.cancelled_caught and (self.expired or self._loop is None):
+            timer._raise(self._limit, self._what)
+        return bool(swallowed)
