@@ -9,3 +9,8 @@
 """
 
 from __future__ import annotations
+
+from bandit_router.core.failures import is_rate_limit, is_transient, retry_after
+from bandit_router.core.timeouts import AttemptTimeoutError
+
+__all__ = ["AttemptTimeoutError", "is_rate_limit", "is_transient", "retry_after"]

@@ -578,8 +578,7 @@ class Router:
             await self._aabort(r, exc)
             raise
         r.output = out
-        r.observer.end(output=out)
-        await self._ascore(r, out)
+        await self._afinish(r, out)
         return out
 
     def invoke(self, r: Request) -> Any:
@@ -590,8 +589,7 @@ class Router:
             self._abort(r, exc)
             raise
         r.output = out
-        r.observer.end(output=out)
-        self._score(r, out)
+        self._finish(r, out)
         return out
 
     async def astream(self, r: Request) -> AsyncIterator[Any]:
@@ -632,8 +630,7 @@ class Router:
             await _aclose(it)
         span.ok()
         r.output = final
-        r.observer.end(output=final)
-        await self._ascore(r, final)
+        await self._afinish(r, final)
 
     def stream(self, r: Request) -> Iterator[Any]:
         """Sync face of :meth:`astream` (the arms' sync streams)."""
@@ -671,8 +668,7 @@ class Router:
             _close(it)
         span.ok()
         r.output = final
-        r.observer.end(output=final)
-        self._score(r, final)
+        self._finish(r, final)
 
     # --- the end of a call ----------------------------------------------------------------
 
@@ -721,17 +717,38 @@ class Router:
             r.observer,
         )
 
-    async def _ascore(self, r: Request, output: Any) -> None:
-        job = self._job(r, output)
-        if job is not None:
-            assert self.scorer is not None
-            await self.scorer.submit(job)
+    async def _afinish(self, r: Request, output: Any) -> None:
+        """End the call's span and hand the answer to the scorer.
 
-    def _score(self, r: Request, output: Any) -> None:
+        A quick evaluator (microseconds, called directly) scores before the span ends, so its
+        reward shows on the call's own span; any other scores after, on a linked span.
+        """
         job = self._job(r, output)
-        if job is not None:
-            assert self.scorer is not None
-            self.scorer.submit_sync(job)
+        if job is None:
+            r.observer.end(output=output)
+            return
+        scorer = self.scorer
+        assert scorer is not None
+        if scorer.direct:
+            await scorer.submit(job)
+            r.observer.end(output=output)
+        else:
+            r.observer.end(output=output)
+            await scorer.submit(job)
+
+    def _finish(self, r: Request, output: Any) -> None:
+        job = self._job(r, output)
+        if job is None:
+            r.observer.end(output=output)
+            return
+        scorer = self.scorer
+        assert scorer is not None
+        if scorer.direct:
+            scorer.submit_sync(job)
+            r.observer.end(output=output)
+        else:
+            r.observer.end(output=output)
+            scorer.submit_sync(job)
 
     def choices(self) -> tuple[str, ...]:
         """The arms, in order."""

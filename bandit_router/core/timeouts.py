@@ -48,8 +48,8 @@ class AttemptTimeoutError(TimeoutError):
         attempt: The attempt's number on the arm, from 1.
     """
 
-    def __init__(self, arm: str, limit: float, attempt: int, what: str) -> None:
-        super().__init__(f"arm {arm!r} gave no {what} within {limit} s (attempt {attempt})")
+    def __init__(self, arm: str, limit: float, attempt: int, what: str, name: str = "timeout") -> None:
+        super().__init__(f"arm {arm!r} gave no {what} within {name}={limit} s (attempt {attempt})")
         self.arm = arm
         self.limit = limit
         self.attempt = attempt
@@ -102,7 +102,10 @@ class AttemptTimer:
         return left, self._limit
 
     def _raise(self, limit: float | None, what: str) -> None:
-        raise AttemptTimeoutError(self.arm, limit if limit is not None else math.inf, self._attempt, what)
+        name = "stall_timeout" if limit is not None and limit == self._stall else "timeout"
+        raise AttemptTimeoutError(
+            self.arm, limit if limit is not None else math.inf, self._attempt, what, name
+        )
 
 
 class _Wait:

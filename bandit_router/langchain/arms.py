@@ -258,6 +258,17 @@ def callable_arms(
     return out
 
 
+_SKIP: Any = object()
+_STRUCTURED_KEYS = frozenset({"raw", "parsed", "parsing_error"})
+
+
+def _add(acc: Any, chunk: Any) -> Any:
+    try:
+        return acc + chunk
+    except TypeError:
+        return chunk
+
+
 # --- usage --------------------------------------------------------------------------------
 
 
@@ -302,6 +313,7 @@ class ArmInvoker:
         "_post",
         "_prepare",
         "_score_extra",
+        "_raw",
         "_usage_streams",
         "raw_usage",
     )
@@ -328,6 +340,7 @@ class ArmInvoker:
         self._usage_streams = usage_streams
         #: Usage of the last raw output, when ``post`` hides it (structured output).
         self.raw_usage: dict[str, Any] | None = None
+        self._raw: Any = None
 
     def _runnable(self, arm: str) -> Runnable[Any, Any]:
         runnable = self._arms[arm]
@@ -358,15 +371,55 @@ class ArmInvoker:
 
     def stream(self, arm: str, attempt: int) -> Iterator[Any]:
         """Open the arm's sync stream."""
-        return self._runnable(arm).stream(
+        chunks = self._runnable(arm).stream(
             self._input, self._child_config(arm, attempt), **self._stream_kwargs(arm)
         )
+        return chunks if self._post is None else self._posted(chunks)
 
     def astream(self, arm: str, attempt: int) -> AsyncIterator[Any]:
         """Open the arm's async stream."""
-        return self._runnable(arm).astream(
+        chunks = self._runnable(arm).astream(
             self._input, self._child_config(arm, attempt), **self._stream_kwargs(arm)
         )
+        return chunks if self._post is None else self._aposted(chunks)
+
+    def _posted(self, chunks: Iterator[Any]) -> Iterator[Any]:
+        """A structured stream's parsed results; the raw message's chunks only count usage."""
+        try:
+            for chunk in chunks:
+                item = self._post_chunk(chunk)
+                if item is not _SKIP:
+                    yield item
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+
+    async def _aposted(self, chunks: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        try:
+            async for chunk in chunks:
+                item = self._post_chunk(chunk)
+                if item is not _SKIP:
+                    yield item
+        finally:
+            aclose = getattr(chunks, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    def _post_chunk(self, chunk: Any) -> Any:
+        assert self._post is not None
+        if not isinstance(chunk, Mapping) or not set(chunk) <= _STRUCTURED_KEYS:
+            return self._post(chunk)
+        # include_raw=True streams the raw message's chunks, then the parsed result, then the
+        # parsing error (None) as separate pieces.
+        if "raw" in chunk:
+            raw = chunk["raw"]
+            self._raw = raw if self._raw is None else _add(self._raw, raw)
+            self.raw_usage = usage_of(self._raw)
+        error = chunk.get("parsing_error")
+        if error is not None:
+            raise error if isinstance(error, BaseException) else ValueError(str(error))
+        return chunk["parsed"] if "parsed" in chunk else _SKIP
 
     def score_arguments(self, output: Any, arm: str, latency_s: float) -> Mapping[str, Any]:
         """What the evaluator may ask for about this answer."""

@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from bandit_router._bandit import Bandit
-from bandit_router._runnable import BanditRouterRunnable
+from bandit_router.langchain.runnable import BanditRouterRunnable
+from bandit_router.rewards import inline
 from bandit_router._stats import Prior
-from bandit_router._sync import run_sync
+from bandit_router.core._loops import run_on_portal
 from bandit_router.policies import KLUCB, UCB1, Policy, ThompsonSampling, UCBTuned
 from bandit_router.replay._arm import replay_arms
 from bandit_router.replay._table import DatasetError, OutcomeTable
@@ -452,7 +453,9 @@ async def _replay_one(
             step()
         return tuple(out)
 
-    async def evaluate(outputs: Any) -> float:
+    # Inline: a table lookup, scored before the next call is routed, as the engine path does.
+    @inline
+    def evaluate(outputs: Any) -> float:
         meta = outputs.response_metadata
         return float(learned[meta["row"]][col[meta["model_name"]]])
 
@@ -651,7 +654,7 @@ def replay(
         asyncio.get_running_loop()
     except RuntimeError:
         return asyncio.run(coro)
-    return run_sync(coro)  # called from async code: run on the background loop
+    return run_on_portal(coro)  # called from async code: run on the portal loop
 
 
 # --- priors files ----------------------------------------------------------------------------

@@ -181,7 +181,7 @@ async def test_model_names_an_arm_and_pins_it() -> None:
     for _ in range(5):
         out = await router.ainvoke("hi", model="bad")
         assert out.response_metadata["bandit_router"]["arm"] == "bad"
-    pinned = await router.ainvoke("hi", config={"configurable": {"bandit_arm": "bad"}})
+    pinned = await router.ainvoke("hi", config={"configurable": {router.arm_key: "bad"}})
     assert pinned.response_metadata["bandit_router"]["arm"] == "bad"
     with pytest.raises(UnknownArmError, match="gpt-9"):
         await router.ainvoke("hi", model="gpt-9")
@@ -415,6 +415,7 @@ async def test_langgraph_streams_each_token_once() -> None:
         assert meta["langgraph_node"] == "model"
         tokens.append(str(chunk.content))
     assert "".join(tokens) == "alpha beta gamma"
+    await router.aclose()  # the rewards are scored after the answers
     assert sum(s.pulls for s in (await router.astatistics()).values()) == 1
 
 
@@ -430,6 +431,7 @@ async def test_create_agent_calls_tools_through_the_router() -> None:
     assert kinds == ["HumanMessage", "AIMessage", "ToolMessage", "AIMessage"]
     assert state["messages"][2].content == "42"
     assert "42" in state["messages"][-1].content
+    await router.aclose()  # the rewards are scored after the answers
     stats = await router.astatistics()
     assert sum(s.pulls for s in stats.values()) == 2
 
@@ -484,6 +486,7 @@ async def test_the_evaluator_sees_the_messages_and_the_arm_s_answer() -> None:
 
     router = ChatBanditRouter(arms={"a": ScriptedArm(reply="yes")}, reward=reward)
     await router.ainvoke([HumanMessage("question")])
+    await router.aclose()  # the evaluator runs after the answer
     [(inputs, outputs, arm)] = seen
     assert [m.content for m in inputs] == ["question"]
     assert outputs.content == "yes"

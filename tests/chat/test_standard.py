@@ -52,6 +52,14 @@ class TestChatBanditRouterUnit(ChatModelUnitTests):
         return _router_params()
 
     @property
+    def standard_chat_model_params(self) -> dict[str, Any]:
+        # The router has no credentials of its own (its arms do), and unknown arguments are
+        # refused rather than ignored: drop the unit tests' placeholder api_key.
+        params = super().standard_chat_model_params
+        params.pop("api_key", None)
+        return params
+
+    @property
     def has_tool_calling(self) -> bool:
         return True
 

@@ -245,6 +245,9 @@ def test_router_learns_from_a_langsmith_evaluator_and_forwards_feedback() -> Non
     for _ in range(60):
         answer = router.invoke("question?")
         ids.append(answer.response_metadata["bandit_router"]["decision_id"])
+        # The evaluator scores each answer after it is returned; in a loop this tight (fake
+        # arms answer in microseconds) wait for it, as real model latency would.
+        router.close()
     assert feedback.flush(10)
     stats = router.statistics()
     assert stats["strong"].pulls > stats["weak"].pulls
@@ -268,6 +271,7 @@ def test_router_counts_an_evaluator_error_and_keeps_serving() -> None:
     router = BanditRouterRunnable(arms=two_arms(), reward=langsmith_reward(same), seed=1)
     answer = router.invoke("no reference given")
     assert answer.content in ("right", "wrong")
+    router.close()
     assert sum(router.evaluator_errors.values()) == 1
     assert sum(s.pulls for s in router.statistics().values()) == 0
 
@@ -285,6 +289,7 @@ def test_router_with_a_real_openevals_evaluator() -> None:
         )
         for _ in range(40):
             router.invoke("question?")
+            router.close()  # scored before the next call (the fake arms take no time)
         feedback.flush(10)
     stats = router.statistics()
     assert stats["strong"].pulls > stats["weak"].pulls
@@ -304,5 +309,6 @@ async def test_async_openevals_evaluator_and_ainvoke() -> None:
     )
     for _ in range(10):
         await router.ainvoke("question?")
+    await router.aclose()
     stats = await router.astatistics()
     assert sum(s.pulls for s in stats.values()) == 10

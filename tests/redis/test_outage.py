@@ -21,7 +21,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from bandit_router import Bandit, BanditRouterRunnable, StoreError, UnknownDecisionError
-from bandit_router._runnable import DEGRADED_STORE
+from bandit_router.core.routing import DEGRADED_STORE
 from bandit_router.stores import Outcome, Rules
 from bandit_router.testing import FakeArm, is_right
 

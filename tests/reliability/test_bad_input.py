@@ -39,7 +39,7 @@ from bandit_router import (
 )
 from bandit_router._engine import Rules
 from bandit_router._stats import BanditState, Outcome
-from bandit_router._sync import run_sync
+from bandit_router.core._loops import run_on_portal as run_sync
 from bandit_router.stores import SQLiteStore, StateStore
 from bandit_router.testing import FakeArm
 

@@ -205,7 +205,7 @@ async def test_arm_and_evaluator_faults(stores: Stores, otel: Otel) -> None:
     async def call(i: int) -> Any:
         question = f"question {i} {MARK}"
         if i % 10 == 0:  # pinned to the arm that hangs: its own TimeoutError, no fallback
-            return await router.ainvoke(question, {"configurable": {"bandit_arm": "hangs"}})
+            return await router.ainvoke(question, {"configurable": {router.arm_key: "hangs"}})
         if i % 4 == 1:
             return [chunk async for chunk in router.astream(question)]
         return await router.ainvoke(question)

@@ -27,7 +27,8 @@ from langchain_core.tracers.context import (
 from langsmith import tracing_context
 
 from bandit_router import BanditRouterRunnable
-from bandit_router._runnable import _nobody_listens, _unobserved
+from bandit_router.langchain.arms import nobody_listens as _nobody_listens
+from bandit_router.langchain.arms import unobserved as _unobserved
 from bandit_router.testing import FakeArm, ScriptedArm, is_right
 
 from .test_router import Recorder

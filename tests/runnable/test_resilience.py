@@ -164,6 +164,7 @@ async def test_a_failing_evaluator_does_not_fail_the_call() -> None:
     router = BanditRouterRunnable(arms={"a": FakeArm()}, reward=judge)
     out = await router.ainvoke("q")
     assert out.content == "right"
+    await router.aclose()  # the evaluator runs after the answer
     stats = await router.astatistics()
     assert (stats["a"].pulls, stats["a"].in_flight) == (0, 0)
     assert router.evaluator_errors == {"a": 1}
@@ -184,12 +185,12 @@ async def test_a_timeout_names_the_arm_and_the_limit_and_an_arms_own_timeout_pas
         arms={"slow": FakeArm(hang=True), "quick": FakeArm()}, timeout=0.05, max_attempts=1
     )
     with pytest.raises(TimeoutError, match=r"arm 'slow' gave no answer within timeout=0.05 s"):
-        await router.ainvoke("q", {"configurable": {"bandit_arm": "slow"}})
+        await router.ainvoke("q", {"configurable": {router.arm_key: "slow"}})
 
     async def own_timeout(_input: Any) -> Any:
         raise TimeoutError("the provider's own read timeout")
 
     other = BanditRouterRunnable(arms={"m": RunnableLambda(own_timeout)}, max_attempts=1)
     with pytest.raises(TimeoutError, match="the provider's own read timeout"):
-        await other.ainvoke("q", {"configurable": {"bandit_arm": "m"}})
+        await other.ainvoke("q", {"configurable": {other.arm_key: "m"}})
     assert (await other.astatistics())["m"].failures == 1

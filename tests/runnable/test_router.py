@@ -143,7 +143,7 @@ async def test_trace_shape_child_runs_tags_and_run_id() -> None:
             "run_id": run_id,
             "callbacks": [rec],
             "tags": ["mine"],
-            "configurable": {"bandit_arm": "good"},
+            "configurable": {router.arm_key: "good"},
         },
     )
     assert isinstance(out, AIMessage)
@@ -166,9 +166,9 @@ async def test_trace_shape_child_runs_tags_and_run_id() -> None:
 async def test_pinned_arm_and_unknown_pin() -> None:
     router = BanditRouterRunnable(arms=arms(), reward=is_right, seed=0)
     for _ in range(5):
-        out = await router.ainvoke("q", config={"configurable": {"bandit_arm": "poor"}})
+        out = await router.ainvoke("q", config={"configurable": {router.arm_key: "poor"}})
         assert out.response_metadata["bandit_router"]["arm"] == "poor"
     with pytest.raises(ValueError, match="'nope'"):
-        await router.ainvoke("q", config={"configurable": {"bandit_arm": "nope"}})
+        await router.ainvoke("q", config={"configurable": {router.arm_key: "nope"}})
     stats = await router.astatistics()
     assert sum(s.in_flight for s in stats.values()) == 0

@@ -23,7 +23,7 @@ def router():
     return BanditRouterRunnable(arms={"a": FakeArm()}, reward=is_right)
 
 def route_is_null():
-    return router()._core.telemetry.start_route("r") is _NULL_ROUTE
+    return router()._telemetry.start_route("r") is _NULL_ROUTE
 """
 
 
@@ -86,7 +86,7 @@ def test_an_sdk_set_after_the_router_is_built_is_followed() -> None:
     out = run(
         """
         r = router()
-        before = r._core.telemetry.start_route("r") is _NULL_ROUTE
+        before = r._telemetry.start_route("r") is _NULL_ROUTE
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import SimpleSpanProcessor
         from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
