@@ -37,7 +37,6 @@ import contextlib
 import logging
 import math
 import random
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -59,7 +58,6 @@ from bandit_router._errors import (
     AllArmsFailedError,
     BanditRouterError,
     StoreError,
-    UnknownArmError,
     UnknownDecisionError,
 )
 from bandit_router._stats import Outcome
@@ -330,16 +328,17 @@ class Router:
                 left = len(errors) < len(self.arms)
                 if self.settings.fallback and pinned is None and left:
                     exclude = self._excluding(tuple(errors))
-                    if decision is None:
+                    if decision is not None:
+                        decision = yield from self._reroute(decision, exclude, outcome, r)
+                    if decision is None:  # routing without the store
                         nxt = self._rng.choice([a for a in self.arms if a not in exclude])
                     else:
-                        decision = yield from self._reroute(decision, exclude, outcome, r)
                         nxt = decision.arm
                     r.observer.fallback(arm, nxt, exc)
                     arm = nxt
                     continue
                 if decision is not None:
-                    yield from self._fail(decision, outcome)
+                    yield from self._fail(decision, outcome, r)
                 r.settled = True
                 if pinned is not None or not self.settings.fallback:
                     raise  # one arm was allowed: its own error
@@ -349,27 +348,55 @@ class Router:
 
     def _reroute(
         self, decision: Decision, exclude: tuple[str, ...], outcome: Outcome, r: Request
-    ) -> Generator[_Step, Any, Decision]:
+    ) -> Generator[_Step, Any, Decision | None]:
+        """Move the decision to the next-best arm; ``None`` if the store failed (the call
+        then goes on without learning; the old decision expires in the store)."""
+        new: Decision | None
         try:
-            new = yield _Reroute(decision, exclude, outcome)
-        except UnknownDecisionError:
-            # Expired while the failed arm was tried: count its failure and start a new
-            # decision (a new id: the old one is spent), so the call still falls back.
-            yield _Observe(decision.arm, decision.context, outcome)
-            logger.warning(
-                "bandit_router: decision %r expired before its fallback; the call goes on "
-                "under a new decision",
-                decision.decision_id,
-            )
-            new = yield _Choose(decision.context, _fresh_id(decision.decision_id), exclude)
+            try:
+                new = yield _Reroute(decision, exclude, outcome)
+            except UnknownDecisionError:
+                # Expired while the failed arm was tried: count its failure and start a new
+                # decision (a new id: the old one is spent), so the call still falls back.
+                yield from self._observe(decision.arm, decision.context, outcome)
+                logger.warning(
+                    "bandit_router: decision %r expired before its fallback; the call goes on "
+                    "under a new decision",
+                    decision.decision_id,
+                )
+                new = yield _Choose(decision.context, _fresh_id(decision.decision_id), exclude)
+        except StoreError as exc:
+            self._store_failed("move the call to another arm", exc, r)
+            new = None
         r.decision = new
-        return new  # type: ignore[no-any-return]
+        return new
 
-    def _fail(self, decision: Decision, outcome: Outcome) -> Generator[_Step, Any, None]:
+    def _fail(
+        self, decision: Decision, outcome: Outcome, r: Request
+    ) -> Generator[_Step, Any, None]:
         try:
-            yield _Fail(decision, outcome)
-        except UnknownDecisionError:  # expired meanwhile: still count the failure
-            yield _Observe(decision.arm, decision.context, outcome)
+            try:
+                yield _Fail(decision, outcome)
+            except UnknownDecisionError:  # expired meanwhile: still count the failure
+                yield _Observe(decision.arm, decision.context, outcome)
+        except StoreError as exc:
+            self._store_failed("record a failed call", exc, r)
+
+    def _observe(
+        self, arm: str, context: str, outcome: Outcome, r: Request | None = None
+    ) -> Generator[_Step, Any, None]:
+        """Count a failed attempt; a store that refuses it costs the call nothing."""
+        try:
+            yield _Observe(arm, context, outcome)
+        except StoreError as exc:
+            self._store_failed("count a failed attempt", exc, r)
+
+    def _store_failed(self, what: str, exc: StoreError, r: Request | None) -> None:
+        if r is not None:
+            r.observer.degraded(DEGRADED_NO_DECISION, exc)
+        logger.warning(
+            "bandit_router: the store failed to %s (%s); the call goes on", what, type(exc).__name__
+        )
 
     def _attempts(self, arm: str, r: Request) -> Generator[_Step, Any, Any]:
         """Call ``arm`` with retries: its output (for a stream: an :class:`_Opened`).
@@ -404,7 +431,7 @@ class Router:
                 failed = state.outcome.exception() if state.outcome is not None else None
                 if failed is not None and r.decision is not None:
                     # The failed attempt is retried: count it against the arm now.
-                    yield _Observe(arm, context, self._outcome(failed))
+                    yield from self._observe(arm, context, self._outcome(failed), r)
                 state.prepare_for_next_attempt()
                 yield _Sleep(float(do))
             elif isinstance(do, DoAttempt):
@@ -750,10 +777,6 @@ class Router:
             r.observer.end(output=output)
             scorer.submit_sync(job)
 
-    def choices(self) -> tuple[str, ...]:
-        """The arms, in order."""
-        return self.arms
-
 
 def _fresh_id(old: str) -> str:
     import uuid  # noqa: PLC0415
@@ -781,4 +804,3 @@ async def _aclose(it: Any) -> None:
             await aclose()
 
 
-_ = (sys, UnknownArmError)

@@ -117,6 +117,7 @@ async def cancel_a_fifth(stores: Stores, caplog: pytest.LogCaptureFixture, calls
         results = dict(
             zip(tasks, await asyncio.gather(*tasks.values(), return_exceptions=True), strict=True)
         )
+        await router.aclose()  # the answers returned are scored after them: wait for it
 
     cancelled = {rid for rid, r in results.items() if isinstance(r, asyncio.CancelledError)}
     completed = {rid for rid, r in results.items() if not isinstance(r, BaseException)}

@@ -143,17 +143,29 @@ GARBAGE: list[Any] = [
 ]
 
 
-def good_answer(out: Any, arms: set[str], produced: list[Any]) -> bool:
-    """An answer the caller may rightly get: a routed message, or the malformed arm's own."""
+def good_answer(
+    out: Any, arms: set[str], produced: list[Any], *, unrouted: bool = False
+) -> bool:
+    """An answer the caller may rightly get: a routed message, or the malformed arm's own.
+
+    With ``unrouted``, also an arm's message that carries no decision (the store refused to
+    record one: the router answered anyway, without learning from the call).
+    """
     if any(out is p for p in produced):
         return True
     if isinstance(out, AIMessage):
         meta = out.response_metadata.get("bandit_router")
+        if meta is None and unrouted:
+            return out.response_metadata.get("model_name") in arms
         return isinstance(meta, dict) and meta.get("arm") in arms
     # A stream: the arm's chunks, or the malformed arm's one output.
     return isinstance(out, list) and all(
         isinstance(c, AIMessageChunk) or any(c is p for p in produced) for c in out
     )
+
+
+def _messages(out: Any) -> list[Any]:
+    return out if isinstance(out, list) else [out]
 
 
 async def test_arm_and_evaluator_faults(stores: Stores, otel: Otel) -> None:
@@ -212,6 +224,7 @@ async def test_arm_and_evaluator_faults(stores: Stores, otel: Otel) -> None:
 
     with loop_errors() as loop_reports:
         results = await asyncio.gather(*(call(i) for i in range(CALLS)), return_exceptions=True)
+        await router.aclose()  # answers are scored after they are returned
 
     kinds: dict[str, int] = {}
     for i, r in enumerate(results):
@@ -226,7 +239,8 @@ async def test_arm_and_evaluator_faults(stores: Stores, otel: Otel) -> None:
                 assert r.errors, r
             else:  # a stream that failed after its first chunk: the arm's own error
                 assert i % 4 == 1, repr(r)
-                assert isinstance(r, ConnectionError | FakeArmError), repr(r)
+                # (or its time limit: ``timeout`` bounds a stream to its end)
+                assert isinstance(r, ConnectionError | FakeArmError | TimeoutError), repr(r)
             key = type(r).__name__
         else:
             assert good_answer(r, set(arms), malformed.produced), repr(r)
@@ -286,17 +300,23 @@ async def test_a_store_that_refuses_writes(stores: Stores) -> None:
 
     with loop_errors() as loop_reports:
         results = await asyncio.gather(*(call(i) for i in range(CALLS)), return_exceptions=True)
+        await router.aclose()  # answers are scored after they are returned
     kinds: dict[str, int] = {}
     for r in results:
         if isinstance(r, BaseException):
-            assert isinstance(r, StoreError | AllArmsFailedError), repr(r)
+            # A store failure never costs the caller an answer: only the arms can fail a call.
+            assert isinstance(r, AllArmsFailedError), repr(r)
             assert str(r)
         else:
-            assert good_answer(r, set(arms), [])
+            assert good_answer(r, set(arms), [], unrouted=True)
+        unrouted = not isinstance(r, BaseException) and not any(
+            "bandit_router" in getattr(c, "response_metadata", {}) for c in _messages(r)
+        )
         key = type(r).__name__ if isinstance(r, BaseException) else "answer"
         kinds[key] = kinds.get(key, 0) + 1
-    assert kinds.get("StoreError", 0) > 0  # the faults reached callers ...
-    assert kinds["answer"] > CALLS // 2  # ... and did not stop the router
+        kinds["unrouted"] = kinds.get("unrouted", 0) + unrouted
+    assert store.injected  # the faults happened ...
+    assert kinds["answer"] > CALLS * 0.9  # ... and cost (almost) no caller an answer
 
     # Exactly what the store acknowledged: no reward lost, none counted twice.
     stats = await router.astatistics()

@@ -89,6 +89,7 @@ async def run_load(store: StateStore, calls: int, seed: int) -> Load:
         *(router.ainvoke(f"question {i}") for i in range(calls)), return_exceptions=True
     )
     seconds = time.perf_counter() - t0
+    await router.aclose()  # answers are scored after they are returned
     for r in results:
         # Every call completed: a routed answer, or one error naming every arm.
         if isinstance(r, BaseException):
