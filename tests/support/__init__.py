@@ -1,0 +1,1 @@
+"""Test support shared across the suite (imported as ``tests.support``)."""
