@@ -21,6 +21,7 @@ from bandit_router._errors import (
     StoreError,
     UnknownArmError,
     UnknownDecisionError,
+    UnsupportedEventLoopError,
 )
 from bandit_router.langchain.runnable import BanditRouterRunnable
 from bandit_router._stats import ArmStatistics, Prior
@@ -45,5 +46,6 @@ __all__ = [
     "StoreError",
     "UnknownArmError",
     "UnknownDecisionError",
+    "UnsupportedEventLoopError",
     "__version__",
 ]

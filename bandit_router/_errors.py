@@ -69,3 +69,13 @@ class AllArmsFailedError(BanditRouterError):
         self.errors = dict(errors)
         detail = "; ".join(f"{arm}: {type(e).__name__}: {e}" for arm, e in self.errors.items())
         super().__init__(f"every arm failed ({len(self.errors)} tried): {detail}")
+
+
+class UnsupportedEventLoopError(BanditRouterError, RuntimeError):
+    """An async face was called outside asyncio (e.g. under trio).
+
+    LangChain's async runnables run on asyncio only. Nothing was routed or counted. Under
+    trio, call the sync face in a worker thread: ``await trio.to_thread.run_sync(router.invoke,
+    x)``; the :class:`~bandit_router.Bandit` under the router works on trio itself.
+    """
+

@@ -10,18 +10,32 @@ among ``inputs``, ``outputs``, ``arm``, ``run_id``, ``metadata``, ``latency_s`` 
 from __future__ import annotations
 
 import inspect
+import json
+import logging
 import math
 import numbers
+import threading
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
 import anyio.to_thread
+from opentelemetry import metrics
 
 from bandit_router._errors import ConfigurationError, InvalidRewardError
 from bandit_router._stats import check_reward
 
-__all__ = ["REWARD_ARGUMENTS", "Evaluator", "Price", "coerce_score", "cost_aware", "inline"]
+__all__ = [
+    "REWARD_ARGUMENTS",
+    "CostAwareReward",
+    "Evaluator",
+    "Price",
+    "coerce_score",
+    "cost_aware",
+    "inline",
+]
+
+logger = logging.getLogger("bandit_router")
 
 #: The keyword arguments an evaluator may ask for by naming them.
 REWARD_ARGUMENTS: Final = frozenset(
@@ -255,7 +269,7 @@ def cost_aware(
     max_cost: float | None = None,
     latency_weight: float = 0.0,
     max_latency_s: float | None = None,
-) -> Callable[..., Awaitable[float]]:
+) -> CostAwareReward:
     """Combine an evaluator's quality with the call's cost and latency into one reward.
 
     The trade-off, with ``q`` the quality in [0, 1], ``c = min(cost / max_cost, 1)`` and
@@ -267,13 +281,21 @@ def cost_aware(
     i.e. ``q - lam * c - latency_weight * l``, mapped linearly from its range
     ``[-lam - latency_weight, 1]`` onto [0, 1] (the normalisation of the replay benchmarks).
     ``lam = 1`` means a call costing ``max_cost`` is worth one unit of quality: a perfect
-    answer at ``max_cost`` scores the same as a useless free one. The cost is read from the
-    output's ``usage_metadata`` times the arm's :class:`Price`; the latency is the call's (time
-    to the first chunk for streams).
+    answer at ``max_cost`` scores the same as a useless free one. The cost is the call's
+    token usage (``usage_metadata``, read where LangChain puts it: the message, the ``raw``
+    message of structured output, a stream's chunks) times the arm's :class:`Price`; the
+    latency is the call's (time to the first chunk for streams).
+
+    **Usage that is missing is never priced at $0.** When a priced arm's answer carries no
+    usage, its cost is estimated: the arm's mean cost over its calls that did report usage (in
+    this process), or, before any did, its price times the text's length in tokens (about 4
+    characters a token, input and output). Each such call is counted in the
+    ``bandit_router.cost.unknown_usage`` metric, and a warning is logged once per arm.
 
     Args:
         quality: The quality evaluator (any shape :class:`Evaluator` accepts).
-        prices: ``{arm: Price}``; arms without a price cost 0.
+        prices: ``{arm: Price}``. A router refuses a price for a name that is not one of its
+            arms (a typo would otherwise price nothing); arms without a price cost 0.
         lam: Weight of cost, >= 0.
         max_cost: The cost (USD per call) that counts as 1, e.g. the most expensive model's
             typical call; required when ``lam > 0``.
@@ -288,6 +310,8 @@ def cost_aware(
     """
     lam = _check_nonneg("lam", lam)
     mu = _check_nonneg("latency_weight", latency_weight)
+    if prices is not None and not isinstance(prices, Mapping):
+        raise ConfigurationError(f"prices must be a mapping of arm -> Price, got {prices!r}")
     price_map = dict(prices or {})
     for arm, p in price_map.items():
         if not isinstance(p, Price):
@@ -299,20 +323,119 @@ def cost_aware(
             f"max_latency_s must be > 0 when latency_weight > 0, got {max_latency_s!r}"
         )
     judge = quality if isinstance(quality, Evaluator) else Evaluator(quality)
+    return CostAwareReward(judge, price_map, lam, float(max_cost or 1.0), mu, max_latency_s)
 
-    async def reward(**available: Any) -> float:
-        q = await judge(**available)
-        price = price_map.get(available.get("arm", ""))
+
+class CostAwareReward:
+    """The evaluator :func:`cost_aware` returns: quality less cost and latency, in [0, 1].
+
+    Attributes:
+        prices: ``{arm: Price}``.
+        unknown_usage: Calls priced without usage, per arm (their cost was estimated).
+    """
+
+    def __init__(
+        self,
+        judge: Evaluator,
+        prices: dict[str, Price],
+        lam: float,
+        max_cost: float,
+        latency_weight: float,
+        max_latency_s: float | None,
+    ) -> None:
+        self._judge = judge
+        self.prices: Mapping[str, Price] = prices
+        self._lam = lam
+        self._max_cost = max_cost
+        self._mu = latency_weight
+        self._max_latency = max_latency_s or 1.0
+        self.unknown_usage: dict[str, int] = {}
+        self._known: dict[str, tuple[float, int]] = {}  # arm -> (cost sum, calls) with usage
+        self._lock = threading.Lock()
+        self.__name__ = f"cost_aware({evaluator_label(judge.fn)})"
+        self._counter = metrics.get_meter("bandit_router").create_counter(
+            "bandit_router.cost.unknown_usage",
+            unit="{call}",
+            description="Priced calls whose answer carried no token usage (cost estimated).",
+        )
+
+    async def __call__(self, **available: Any) -> float:
+        """Score one answer (the arguments of any evaluator)."""
+        q = await self._judge(**available)
+        arm = str(available.get("arm", ""))
         c = 0.0
-        if lam > 0 and price is not None:
-            c = min(price.cost(available.get("usage")) / float(max_cost or 1.0), 1.0)
+        price = self.prices.get(arm)
+        if self._lam > 0 and price is not None:
+            c = min(self.cost(arm, price, available) / self._max_cost, 1.0)
         lat = 0.0
-        if mu > 0:
-            lat = min(float(available.get("latency_s") or 0.0) / float(max_latency_s or 1.0), 1.0)
+        if self._mu > 0:
+            lat = min(float(available.get("latency_s") or 0.0) / self._max_latency, 1.0)
+        lam, mu = self._lam, self._mu
         r = (q - lam * c - mu * lat + lam + mu) / (1.0 + lam + mu)
         return min(max(r, 0.0), 1.0)  # guard against float rounding at the ends
 
-    return reward
+    def cost(self, arm: str, price: Price, available: Mapping[str, Any]) -> float:
+        """The call's USD cost: from its usage, or estimated when it reported none."""
+        usage = available.get("usage")
+        if isinstance(usage, Mapping) and (
+            usage.get("input_tokens") is not None or usage.get("output_tokens") is not None
+        ):
+            cost = price.cost(usage)
+            with self._lock:
+                total, n = self._known.get(arm, (0.0, 0))
+                self._known[arm] = (total + cost, n + 1)
+            return cost
+        with self._lock:
+            first = arm not in self.unknown_usage
+            self.unknown_usage[arm] = self.unknown_usage.get(arm, 0) + 1
+            total, n = self._known.get(arm, (0.0, 0))
+        self._counter.add(1, {"bandit_router.arm": arm})
+        if first:
+            logger.warning(
+                "bandit_router: arm %r answered without token usage; its cost is estimated "
+                "(its mean cost so far, or the text's length). Ask the arm for usage (e.g. "
+                "stream_usage=True) for exact costs.",
+                arm,
+            )
+        if n:
+            return total / n
+        tokens_in = _tokens(available.get("inputs"))
+        tokens_out = _tokens(available.get("outputs"))
+        return price.cost({"input_tokens": tokens_in, "output_tokens": tokens_out})
+
+
+def _tokens(value: object) -> int:
+    """About how many tokens ``value``'s text is (4 characters a token)."""
+    return -(-len(_text(value)) // 4)
+
+
+def _text(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    content = getattr(value, "content", None)
+    if content is not None:
+        return _text(content)
+    messages = getattr(value, "messages", None)  # a PromptValue
+    if isinstance(messages, list):
+        return _text(messages)
+    if isinstance(value, list | tuple):
+        return "".join(_text(v) for v in value)
+    if isinstance(value, Mapping):
+        text = value.get("text")
+        if isinstance(text, str):
+            return text
+    try:
+        return json.dumps(value, default=str)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def evaluator_label(fn: object) -> str:
+    """A name for an evaluator: its ``__name__``, else its class's name."""
+    name = getattr(fn, "__name__", None)
+    return name if isinstance(name, str) and name else type(fn).__name__
 
 
 def _check_nonneg(name: str, value: object) -> float:

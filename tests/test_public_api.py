@@ -40,6 +40,7 @@ PINNED: dict[str, list[str]] = {
         "StoreError",
         "UnknownArmError",
         "UnknownDecisionError",
+        "UnsupportedEventLoopError",
         "__version__",
     ],
     "bandit_router.policies": [

@@ -37,7 +37,7 @@ from bandit_router._stats import ArmStatistics
 from bandit_router.core.routing import Request
 from bandit_router.langchain.arms import ArmInvoker, callable_arms, streams_usage
 from bandit_router.langchain.options import DEFAULT_NAME, RouterOptions
-from bandit_router.langchain.runnable import BanditRouterRunnable, arm_method
+from bandit_router.langchain.runnable import BanditRouterRunnable, arm_method, require_asyncio
 
 try:  # time-ordered run ids, as LangChain's own runs have (langchain-core >= 0.3.?)
     from langchain_core.utils.uuid import uuid7 as _uuid7
@@ -369,6 +369,7 @@ class ChatBanditRouter(RouterOptions, BaseChatModel):
         **kwargs: Any,
     ) -> AIMessage:
         """Route one call and return the chosen arm's message (see ``BaseChatModel.ainvoke``)."""
+        require_asyncio(self)
         config = self._begin(config, kwargs, sync=False)
         return await super().ainvoke(input, config, stop=stop, **kwargs)
 
@@ -394,6 +395,7 @@ class ChatBanditRouter(RouterOptions, BaseChatModel):
         **kwargs: Any,
     ) -> AsyncIterator[AIMessageChunk]:
         """Route one call and yield the chosen arm's chunks (see ``BaseChatModel.astream``)."""
+        require_asyncio(self)
         config = self._begin(config, kwargs, sync=False)
         # aclosing: a consumer that stops early releases the call's in-flight slot now.
         # (LangChain's astream is an async generator; it is typed as an iterator.)

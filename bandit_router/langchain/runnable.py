@@ -25,8 +25,9 @@ from langchain_core.runnables.utils import ConfigurableFieldSpec
 from pydantic import PrivateAttr
 
 from bandit_router._bandit import Decision
-from bandit_router._errors import ConfigurationError, UnknownArmError
+from bandit_router._errors import ConfigurationError, UnknownArmError, UnsupportedEventLoopError
 from bandit_router._stats import ArmStatistics
+from bandit_router.core._loops import asyncio_loop
 from bandit_router.core.routing import Request
 from bandit_router.langchain.arms import (
     ArmInvoker,
@@ -180,6 +181,7 @@ class BanditRouterRunnable(RouterOptions, RunnableSerializable[Any, Any]):
     async def _astart(
         self, input: Any, config: RunnableConfig | None, kwargs: Mapping[str, Any]
     ) -> tuple[Request, AsyncCallbackManagerForChainRun | None]:
+        require_asyncio(self)
         config = ensure_config(config)
         given = config.pop("run_id", None)
         if nobody_listens(config):
@@ -374,6 +376,16 @@ class BanditRouterRunnable(RouterOptions, RunnableSerializable[Any, Any]):
                 n: arm_method(a, "with_structured_output", n, schema, **kwargs)
                 for n, a in self.arms.items()
             }
+        )
+
+
+def require_asyncio(router: object) -> None:
+    """Refuse an async call outside asyncio before anything is routed or counted."""
+    if asyncio_loop() is None:
+        raise UnsupportedEventLoopError(
+            f"{type(router).__name__}'s async faces need asyncio: LangChain's async runnables "
+            "run on asyncio only. Under trio, call the sync face in a worker thread "
+            "(await trio.to_thread.run_sync(router.invoke, x))."
         )
 
 
