@@ -5,12 +5,13 @@ Only time spent waiting for the arm counts (a consumer that takes its time betwe
 does not use up the arm's time), and ``stall_timeout`` bounds any single wait (the first
 chunk, or the gap between two chunks).
 
-A saturated event loop is not the arm's fault. When a deadline passes, the limit checks how
-long the loop takes to run a callback scheduled now; if that queueing delay is a significant
-part of the limit (over :data:`LAG_FRACTION` of it, and over :data:`LAG_MIN` seconds), the
-answer may be sitting in the loop's queue: the deadline moves by that delay, at most
-:data:`MAX_EXTENSION` times the limit in all. An arm that hangs on an idle loop times out on
-time. (On trio the deadline is a plain cancel scope deadline.)
+A saturated event loop is not the arm's fault. While attempts are timed, a heartbeat measures
+how far behind its timers the loop runs (a beat due every :data:`BEAT` seconds that runs late
+was kept waiting by other work: thousands of calls at once, a CPU-bound callback, a starved
+process). When a deadline passes, the time the loop spent behind since the attempt started
+is not the arm's: if it exceeds :data:`LAG_MIN`, the deadline moves by it, at most
+:data:`MAX_EXTENSION` times the limit in all. An arm that hangs on a loop that keeps up times
+out on time. (On trio the deadline is a plain cancel scope deadline.)
 
 The async faces wait inside an anyio cancel scope, which the deadline cancels. The sync
 faces cannot interrupt a blocking call (Python cannot cancel a thread): they check the limit
@@ -24,19 +25,70 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+import weakref
 from types import TracebackType
 from typing import Final
 
 import anyio
 
-__all__ = ["LAG_FRACTION", "LAG_MIN", "MAX_EXTENSION", "AttemptTimeoutError", "AttemptTimer"]
+__all__ = ["BEAT", "LAG_MIN", "MAX_EXTENSION", "AttemptTimeoutError", "AttemptTimer"]
 
-#: A loop queueing delay above this fraction of the limit defers the deadline.
-LAG_FRACTION: Final = 0.1
-#: ... and above this many seconds.
+#: Seconds between two beats of a loop's heartbeat (only while attempts are timed on it).
+BEAT: Final = 0.05
+#: A beat later than this is the loop falling behind (below it: timer granularity).
+_SLACK: Final = 0.005
+#: Time behind (seconds) above which a deadline moves.
 LAG_MIN: Final = 0.05
 #: The deadline moves at most this many limits in all.
 MAX_EXTENSION: Final = 3.0
+
+
+class _Heartbeat:
+    """How far behind its timers one event loop has run, in all: the lateness of its beats."""
+
+    __slots__ = ("_handle", "_loop", "_when", "behind", "users", "__weakref__")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._handle: asyncio.TimerHandle | None = None
+        self._when = 0.0
+        self.behind = 0.0
+        self.users = 0
+
+    def acquire(self) -> float:
+        """One more timed wait; returns the loop's time behind so far."""
+        self.users += 1
+        if self._handle is None:
+            self._when = self._loop.time() + BEAT
+            self._handle = self._loop.call_at(self._when, self._beat)
+        return self.behind
+
+    def release(self) -> None:
+        """A timed wait ended (the heartbeat stops at its next beat when none is left)."""
+        self.users -= 1
+
+    def _beat(self) -> None:
+        now = self._loop.time()
+        late = now - self._when
+        if late > _SLACK:
+            self.behind += late
+        if self.users > 0:
+            self._when = now + BEAT
+            self._handle = self._loop.call_at(self._when, self._beat)
+        else:
+            self._handle = None
+
+
+_HEARTBEATS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Heartbeat] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _heartbeat(loop: asyncio.AbstractEventLoop) -> _Heartbeat:
+    beat = _HEARTBEATS.get(loop)
+    if beat is None:
+        beat = _HEARTBEATS[loop] = _Heartbeat(loop)
+    return beat
 
 
 class AttemptTimeoutError(TimeoutError):
@@ -112,6 +164,8 @@ class _Wait:
     """One guarded wait (see :meth:`AttemptTimer.wait`)."""
 
     __slots__ = (
+        "_beat",
+        "_behind0",
         "_fired_at",
         "_handle",
         "_limit",
@@ -128,6 +182,8 @@ class _Wait:
         self._timer = timer
         self._what = what
         self._handle: asyncio.TimerHandle | None = None
+        self._beat: _Heartbeat | None = None
+        self._behind0 = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._limit: float | None = None
         self._moved = 0.0
@@ -149,6 +205,8 @@ class _Wait:
             scope.deadline = anyio.current_time() + max(budget, 0.0)
             return self
         self._loop = loop
+        self._beat = beat = _heartbeat(loop)
+        self._behind0 = beat.acquire()
         self._handle = loop.call_at(loop.time() + max(budget, 0.0), self._fire)
         return self
 
@@ -160,19 +218,20 @@ class _Wait:
         self._loop.call_soon(self._confirm)
 
     def _confirm(self) -> None:
-        assert self._loop is not None
+        assert self._loop is not None and self._beat is not None
         if self._scope is None or self.expired:
             return
         now = self._loop.time()
-        lag = now - self._fired_at
+        # The loop's time behind since the attempt started, and how long this very check
+        # waited in its queue: neither is the arm's; what was already granted is not again.
+        queued = now - self._fired_at
+        behind = self._beat.behind - self._behind0 + (queued if queued > _SLACK else 0.0)
+        owed = behind - self._moved
         limit = self._limit or 0.0
-        if (
-            lag > LAG_MIN
-            and lag > LAG_FRACTION * limit
-            and self._moved + lag <= MAX_EXTENSION * limit
-        ):
-            self._moved += lag
-            self._handle = self._loop.call_at(now + lag, self._fire)
+        if owed > LAG_MIN and self._moved < MAX_EXTENSION * limit:
+            owed = min(owed, MAX_EXTENSION * limit - self._moved)
+            self._moved += owed
+            self._handle = self._loop.call_at(now + owed, self._fire)
             return
         self.expired = True
         self._scope.cancel()
@@ -191,6 +250,9 @@ class _Wait:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
+        if self._beat is not None:
+            self._beat.release()
+            self._beat = None
         if self._loop is not None:
             self._scope = None  # a late _confirm finds nothing to cancel
         swallowed = scope.__exit__(exc_type, exc, tb)
