@@ -192,7 +192,10 @@ async def test_the_core_routes_retries_and_falls_back_on_asyncio_and_trio() -> N
         answers.append(await router.ainvoke(req))
     assert answers == ["ok"] * 4
     stats = await bandit.statistics()
-    assert stats["bad"].failures == 3  # its three attempts, once (then it loses to "good")
+    # Each time it was chosen: its three attempts (retried), then the fallback.
+    assert stats["bad"].failures >= 3
+    assert stats["bad"].failures % 3 == 0
+    assert calls.called.count("bad") == stats["bad"].failures
     assert stats["good"].in_flight == 4  # waiting for feedback
 
 
