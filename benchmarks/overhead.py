@@ -98,6 +98,38 @@ class Contender:
     seconds: float = 0.0  # accumulated over the current round
 
 
+def plain_reward(outputs: Any) -> bool:
+    """A reward as a user writes it: a plain sync function, no marker, no wrapper."""
+    return bool(getattr(outputs, "content", None) == "right")
+
+
+def sync_invoke_loop(runnable: Runnable[Any, Any]) -> Timed:
+    """Time ``n`` sequential sync ``runnable.invoke(MSG)`` (the sync face; no loop needed)."""
+
+    async def run(n: int) -> float:
+        invoke = runnable.invoke
+        t0 = clock()
+        for _ in range(n):
+            invoke(MSG)
+        return clock() - t0
+
+    return run
+
+
+def sync_stream_loop(runnable: Runnable[Any, Any]) -> Timed:
+    """Time ``n`` sequential sync ``list(runnable.stream(MSG))``."""
+
+    async def run(n: int) -> float:
+        stream = runnable.stream
+        t0 = clock()
+        for _ in range(n):
+            for _chunk in stream(MSG):
+                pass
+        return clock() - t0
+
+    return run
+
+
 def invoke_loop(runnable: Runnable[Any, Any]) -> Timed:
     """Time ``n`` sequential ``await runnable.ainvoke(MSG)``."""
 
@@ -254,8 +286,13 @@ async def measure(
 
 
 def paired(c: Contender, bare: Contender) -> float:
-    """The median over rounds of this contender's round over bare's same round."""
+    """The median over rounds of this contender's round over ``bare``'s same round."""
     return statistics.median(x / b for x, b in zip(c.rounds, bare.rounds, strict=True))
+
+
+def named(contenders: list[Contender], prefix: str) -> Contender:
+    """The contender whose name starts with ``prefix``."""
+    return next(c for c in contenders if c.name.startswith(prefix))
 
 
 def report(
@@ -298,6 +335,25 @@ def report(
         f"router/bare = {ratio:.2f} (paired median; best rounds: "
         f"{min(router.rounds) / bare_best:.2f}): {verdict} the goal <= {GOAL}."
     )
+    # The routing core's goals: a plain sync reward within 1.1 x with_fallbacks' overhead;
+    # the sync faces within 1.2 x (invoke) and 1.3 x (stream) of with_fallbacks'.
+    fallbacks = named(contenders, "2.")
+    plain = paired(named(contenders, "4p."), bare)
+    wf = paired(fallbacks, bare)
+    print(
+        f"plain def reward: router/bare = {plain:.2f}, with_fallbacks/bare = {wf:.2f}: "
+        f"{plain / wf:.2f} x with_fallbacks ({'meets' if plain <= 1.1 * wf else 'misses'} "
+        "<= 1.1)."
+    )
+    no_eval = paired(named(contenders, "5."), bare)
+    print(f"no evaluator (delayed feedback): router/bare = {no_eval:.2f}.")
+    inv = paired(named(contenders, "9c."), named(contenders, "9b."))
+    st = paired(named(contenders, "10c."), named(contenders, "10b."))
+    print(
+        f"sync invoke: router / with_fallbacks = {inv:.2f} ({'meets' if inv <= 1.2 else 'misses'}"
+        f" <= 1.2); sync stream: router / with_fallbacks = {st:.2f} "
+        f"({'meets' if st <= 1.3 else 'misses'} <= 1.3) (paired medians)."
+    )
     print(
         "5. settles each round's decisions with arecord_feedback after the round, untimed; "
         "during the round they are pending (calls in flight for the policy)."
@@ -332,6 +388,14 @@ async def amain(
                     "4. BanditRouterRunnable, reward=is_right, InMemoryStore",
                     invoke_loop(
                         BanditRouterRunnable(arms={"a": FakeArm(), "b": FakeArm()}, reward=is_right)
+                    ),
+                ),
+                Contender(
+                    "4p. BanditRouterRunnable, plain `def reward(outputs)`, InMemoryStore",
+                    invoke_loop(
+                        BanditRouterRunnable(
+                            arms={"a": FakeArm(), "b": FakeArm()}, reward=plain_reward
+                        )
                     ),
                 ),
                 Contender("5. BanditRouterRunnable, no reward (delayed feedback)", run5, settle5),
@@ -377,6 +441,32 @@ async def amain(
                     "8. hand-written: configure + Bandit.choose + arm + Bandit.reward",
                     hand_written_router(FakeArm(), FakeArm()),
                     info=True,
+                ),
+                Contender("9a. sync: bare FakeArm.invoke", sync_invoke_loop(FakeArm())),
+                Contender(
+                    "9b. sync: with_fallbacks invoke",
+                    sync_invoke_loop(FakeArm().with_fallbacks([FakeArm()])),
+                ),
+                Contender(
+                    "9c. sync: router invoke, plain reward",
+                    sync_invoke_loop(
+                        BanditRouterRunnable(
+                            arms={"a": FakeArm(), "b": FakeArm()}, reward=plain_reward
+                        )
+                    ),
+                ),
+                Contender("10a. sync: bare FakeArm.stream", sync_stream_loop(FakeArm())),
+                Contender(
+                    "10b. sync: with_fallbacks stream",
+                    sync_stream_loop(FakeArm().with_fallbacks([FakeArm()])),
+                ),
+                Contender(
+                    "10c. sync: router stream, plain reward",
+                    sync_stream_loop(
+                        BanditRouterRunnable(
+                            arms={"a": FakeArm(), "b": FakeArm()}, reward=plain_reward
+                        )
+                    ),
                 ),
             ]
             await measure(contenders, calls, rounds, warmup, batch)

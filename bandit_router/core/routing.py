@@ -576,17 +576,19 @@ class Router:
         timer = self._timer(arm, n)
         try:
             if not stream:
-                with span.activate(), timer.wait():
-                    out = await r.calls.ainvoke(arm, n)
+                with span.activate():
+                    async with timer.wait():
+                        out = await r.calls.ainvoke(arm, n)
                 span.ok(out)
                 return out
             it = r.calls.astream(arm, n).__aiter__()
             try:
-                with span.activate(), timer.wait("first chunk"):
-                    try:
-                        first = await it.__anext__()
-                    except StopAsyncIteration:
-                        first = _EMPTY
+                with span.activate():
+                    async with timer.wait("first chunk"):
+                        try:
+                            first = await it.__anext__()
+                        except StopAsyncIteration:
+                            first = _EMPTY
             except BaseException:
                 await _aclose(it)
                 raise
@@ -638,7 +640,7 @@ class Router:
                 yield opened.first
             while True:
                 try:
-                    with timer.wait("next chunk"):
+                    async with timer.wait("next chunk"):
                         chunk = await it.__anext__()
                 except StopAsyncIteration:
                     break

@@ -11,10 +11,12 @@ How an evaluator runs:
 * **sync** evaluators run in a worker thread of the router's own limiter (never the default
   thread pool that stores such as SQLite use), under ``evaluator_timeout``. A thread hop costs
   far more than a function that compares two strings, so the router times a sync evaluator's
-  first calls: once :data:`QUICK_PROBES` calls in a row each took under :data:`QUICK_SECONDS`,
-  it is called directly right after the answer, without a thread; if a direct call ever takes
-  longer than :data:`SLOW_SECONDS`, it goes back to the thread for good. ``@rewards.inline``
-  (always direct) and ``Evaluator(fn, run_sync_in_thread=True)`` (always a thread) pin either.
+  first calls in the thread: once :data:`QUICK_PROBES` calls in a row each used under
+  :data:`QUICK_SECONDS` of CPU and returned within :data:`WAIT_SECONDS` (a judge waiting on
+  the network uses little CPU but much time), it is called directly right after the answer,
+  without a thread; if a direct call ever takes longer than :data:`SLOW_SECONDS`, it goes back
+  to the thread for good. ``@rewards.inline`` (always direct) and ``Evaluator(fn,
+  run_sync_in_thread=True)`` (always a thread) pin either.
 
 A sync evaluator stuck in its thread cannot be stopped (Python cannot cancel a thread): at the
 timeout its decision is released and the thread's eventual result ignored; it keeps one slot of
@@ -27,7 +29,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
@@ -44,6 +46,7 @@ __all__ = [
     "QUICK_PROBES",
     "QUICK_SECONDS",
     "SLOW_SECONDS",
+    "WAIT_SECONDS",
     "ScoreJob",
     "ScoreObserver",
     "Scorer",
@@ -57,8 +60,11 @@ DEFAULT_EVALUATOR_TIMEOUT: Final = 60.0
 DEFAULT_EVALUATOR_CONCURRENCY: Final = 16
 #: Calls in a row under :data:`QUICK_SECONDS` after which a sync evaluator runs without a thread.
 QUICK_PROBES: Final = 3
-#: A sync evaluator call under this many seconds counts as quick.
+#: A sync evaluator call using under this many seconds of CPU counts as quick ...
 QUICK_SECONDS: Final = 0.0005
+#: ... if it also returned within this many seconds (in a thread, its wall time includes
+#: waiting for the interpreter lock while the loop runs, so the bound is looser).
+WAIT_SECONDS: Final = 0.02
 #: A direct (threadless) call slower than this sends the evaluator back to its thread for good.
 SLOW_SECONDS: Final = 0.005
 
@@ -264,14 +270,14 @@ class Scorer:
             _timed, evaluator, job.arguments, spent, abandon_on_cancel=True, limiter=limiter
         )
         if self._sync_mode == "probe" and spent:
-            self._probed(spent[0])
+            self._probed(*spent)
         return score
 
-    def _probed(self, seconds: float) -> None:
+    def _probed(self, cpu: float, wall: float) -> None:
         with self._lock:
             if self._sync_mode != "probe":
                 return
-            if seconds >= QUICK_SECONDS:
+            if cpu >= QUICK_SECONDS or wall >= WAIT_SECONDS:
                 self._quick_streak = 0
                 return
             self._quick_streak += 1
@@ -314,11 +320,12 @@ class Scorer:
 
 
 def _timed(evaluator: Evaluator, arguments: Mapping[str, Any], spent: list[float]) -> float:
-    t0 = time.perf_counter()
+    """Call a sync evaluator in its thread, noting its CPU time and its wall time."""
+    c0, t0 = time.thread_time(), time.perf_counter()
     try:
         return evaluator.call_sync(arguments)
     finally:
-        spent.append(time.perf_counter() - t0)
+        spent.extend((time.thread_time() - c0, time.perf_counter() - t0))
 
 
 def _backend_key() -> int:
@@ -352,9 +359,3 @@ def _store_failed(job: ScoreJob, exc: StoreError) -> None:
         type(exc).__name__,
     )
 
-
-async def _noop() -> None:  # pragma: no cover (kept for typing symmetry)
-    return None
-
-
-_ = Awaitable  # re-exported name used in type comments elsewhere

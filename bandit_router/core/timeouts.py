@@ -161,11 +161,17 @@ class AttemptTimer:
 
 
 class _Wait:
-    """One guarded wait (see :meth:`AttemptTimer.wait`)."""
+    """One guarded wait (see :meth:`AttemptTimer.wait`): an async context manager.
+
+    On asyncio the block runs inside the standard library's ``asyncio.timeout`` (cheap, and
+    exact about whose cancellation it was); the router's own timer, which knows the loop's
+    heartbeat, tells it when to expire. On trio, an anyio cancel scope with a deadline.
+    """
 
     __slots__ = (
         "_beat",
         "_behind0",
+        "_cm",
         "_fired_at",
         "_handle",
         "_limit",
@@ -185,26 +191,28 @@ class _Wait:
         self._beat: _Heartbeat | None = None
         self._behind0 = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._cm: asyncio.Timeout | None = None
+        self._scope: anyio.CancelScope | None = None
         self._limit: float | None = None
         self._moved = 0.0
         self._fired_at = 0.0
         self._started = 0.0
         self.expired = False
 
-    def __enter__(self) -> _Wait:
+    async def __aenter__(self) -> _Wait:
         budget, self._limit = self._timer._budget()
         self._started = time.perf_counter()
         if budget == math.inf:
-            self._scope = None
             return self
-        self._scope = scope = anyio.CancelScope()
-        scope.__enter__()
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # trio: a plain deadline
-            scope.deadline = anyio.current_time() + max(budget, 0.0)
+            self._scope = scope = anyio.CancelScope(deadline=anyio.current_time() + max(budget, 0))
+            scope.__enter__()
             return self
         self._loop = loop
+        self._cm = cm = asyncio.timeout(None)
+        await cm.__aenter__()
         self._beat = beat = _heartbeat(loop)
         self._behind0 = beat.acquire()
         self._handle = loop.call_at(loop.time() + max(budget, 0.0), self._fire)
@@ -214,12 +222,13 @@ class _Wait:
         assert self._loop is not None
         self._fired_at = self._loop.time()
         self._handle = None
-        # Measure the loop's queueing delay: how long a callback scheduled now waits.
+        # Measure the loop's queueing delay too: how long a callback scheduled now waits.
         self._loop.call_soon(self._confirm)
 
     def _confirm(self) -> None:
         assert self._loop is not None and self._beat is not None
-        if self._scope is None or self.expired:
+        cm = self._cm
+        if cm is None or self.expired:
             return
         now = self._loop.time()
         # The loop's time behind since the attempt started, and how long this very check
@@ -234,9 +243,9 @@ class _Wait:
             self._handle = self._loop.call_at(now + owed, self._fire)
             return
         self.expired = True
-        self._scope.cancel()
+        cm.reschedule(now)  # expire now: asyncio cancels the task and turns it into TimeoutError
 
-    def __exit__(
+    async def __aexit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
@@ -245,7 +254,13 @@ class _Wait:
         timer = self._timer
         timer._left -= time.perf_counter() - self._started
         scope = self._scope
-        if scope is None:
+        if scope is not None:  # trio
+            swallowed = scope.__exit__(exc_type, exc, tb)
+            if scope.cancelled_caught:
+                timer._raise(self._limit, self._what)
+            return bool(swallowed)
+        cm = self._cm
+        if cm is None:
             return False
         if self._handle is not None:
             self._handle.cancel()
@@ -253,9 +268,11 @@ class _Wait:
         if self._beat is not None:
             self._beat.release()
             self._beat = None
-        if self._loop is not None:
-            self._scope = None  # a late _confirm finds nothing to cancel
-        swallowed = scope.__exit__(exc_type, exc, tb)
-        if scope.cancelled_caught and (self.expired or self._loop is None):
-            timer._raise(self._limit, self._what)
-        return bool(swallowed)
+        self._cm = None  # a late _confirm finds nothing to expire
+        try:
+            await cm.__aexit__(exc_type, exc, tb)
+        except TimeoutError as raised:
+            if self.expired and raised is not exc:  # ours, not the arm's own TimeoutError
+                timer._raise(self._limit, self._what)
+            raise
+        return False

@@ -117,23 +117,21 @@ def unobserved(arm: Runnable[Any, Any]) -> bool:
 class QuietRun:
     """The child configs of a call nobody listens to.
 
-    An unobserved arm gets the caller's config (less the router's run name); any other arm
-    runs as the router's child, as it would with a listener.
+    An unobserved arm (in ``quiet``, see :func:`unobserved`) gets the caller's config (less the
+    router's run name); any other arm runs as the router's child, as it would with a listener.
     """
 
-    __slots__ = ("_arms", "_config", "_manager", "_run_id", "_shared")
+    __slots__ = ("_config", "_manager", "_quiet", "_run_id", "_shared")
 
-    def __init__(
-        self, arms: Mapping[str, Runnable[Any, Any]], config: RunnableConfig, run_id: str
-    ) -> None:
-        self._arms = arms
+    def __init__(self, quiet: frozenset[str], config: RunnableConfig, run_id: str) -> None:
+        self._quiet = quiet
         self._config = config
         self._run_id = run_id
         self._manager: AsyncCallbackManagerForChainRun | None = None
         self._shared: RunnableConfig | None = None
 
     def __call__(self, arm: str, attempt: int) -> RunnableConfig:
-        if unobserved(self._arms[arm]):
+        if arm in self._quiet:
             if self._shared is None:
                 config = self._config
                 self._shared = (

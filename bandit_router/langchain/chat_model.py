@@ -35,7 +35,7 @@ from pydantic import PrivateAttr
 from bandit_router._errors import ConfigurationError, UnknownArmError
 from bandit_router._stats import ArmStatistics
 from bandit_router.core.routing import Request
-from bandit_router.langchain.arms import ArmInvoker, callable_arms, streams_usage
+from bandit_router.langchain.arms import ArmInvoker
 from bandit_router.langchain.options import DEFAULT_NAME, RouterOptions
 from bandit_router.langchain.runnable import BanditRouterRunnable, arm_method, require_asyncio
 
@@ -260,8 +260,6 @@ class ChatBanditRouter(RouterOptions, BaseChatModel):
     max_retries: int | None = None
     streaming: bool = False
 
-    _callable: dict[str, Runnable[Any, Any]] = PrivateAttr()
-    _usage_streams: frozenset[str] = PrivateAttr()
     _router: BanditRouterRunnable | None = PrivateAttr(default=None)
 
     def __init__(self, **kwargs: Any) -> None:
@@ -286,8 +284,6 @@ class ChatBanditRouter(RouterOptions, BaseChatModel):
         """Build the routing core from the validated arguments."""
         super().model_post_init(context)
         self._build_core()
-        self._callable = callable_arms(self.arms, self.timeout)
-        self._usage_streams = frozenset(n for n, a in self.arms.items() if streams_usage(a))
 
     @classmethod
     def is_lc_serializable(cls) -> bool:
@@ -489,22 +485,21 @@ class ChatBanditRouter(RouterOptions, BaseChatModel):
         if pinned is not None and pinned not in self.arms:
             raise UnknownArmError(f"{how}={pinned!r} is not an arm; the arms are {list(self.arms)}")
         run_id = str(parent.run_id)
+        live = self._live
         calls = ArmInvoker(
-            self._callable,
+            live.arms,
             messages,
             child_config,
             arm_kwargs,
             prepare=prepare,
-            score_extra={"run_id": run_id, "metadata": dict(config.get("metadata") or {})},
-            usage_streams=self._usage_streams,
+            score_extra={"run_id": run_id, "metadata": config.get("metadata") or {}},
+            usage_streams=live.usage_streams,
         )
         return Request(
             decision_id=run_id,
             context=self._context(messages),
             calls=calls,
-            observer=self._telemetry.start_route(
-                self.name or DEFAULT_NAME, run_id=run_id, input=messages
-            ),
+            observer=live.telemetry.start_route(live.name, run_id=run_id, input=messages),
             pinned=pinned,
         )
 
@@ -725,8 +720,7 @@ class ChatBanditRouter(RouterOptions, BaseChatModel):
         if self._router is None:
             options = {f: getattr(self, f) for f in RouterOptions.model_fields}
             router = BanditRouterRunnable(**options)
-            router._core = self._core
-            router._telemetry = self._telemetry
+            router._live = self._live
             self._router = router
         return self._router
 

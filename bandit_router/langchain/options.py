@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 import math
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar, Final
 
 from langchain_core.runnables import Runnable
@@ -35,7 +36,7 @@ from bandit_router.core.scoring import (
 from bandit_router.rewards import Evaluator
 from bandit_router.telemetry import Telemetry, evaluator_name
 
-__all__ = ["DEFAULT_NAME", "RouterOptions"]
+__all__ = ["DEFAULT_NAME", "Live", "RouterOptions"]
 
 #: The default router name: its run name and its namespace in the store.
 DEFAULT_NAME: Final = "bandit_router"
@@ -236,9 +237,8 @@ class RouterOptions(BaseModel):
     evaluator_timeout: float | None = DEFAULT_EVALUATOR_TIMEOUT
     evaluator_concurrency: int = DEFAULT_EVALUATOR_CONCURRENCY
 
-    #: The router's live parts (learning, telemetry, scoring), shared by derived routers.
-    _core: Router = PrivateAttr()
-    _telemetry: Telemetry = PrivateAttr()
+    #: The router's live parts (see :class:`Live`).
+    _live: Live = PrivateAttr()
 
     #: Arguments that belong to these options (the rest are the face's own fields).
     OPTIONS: ClassVar[tuple[str, ...]] = ()
@@ -292,7 +292,7 @@ class RouterOptions(BaseModel):
             context_prior_weight=self.context_prior_weight,
             costs=self.costs,
         )
-        self._telemetry = Telemetry(
+        telemetry = Telemetry(
             tracer_provider=self.tracer_provider,
             meter_provider=self.meter_provider,
             capture_content=self.capture_content,
@@ -324,7 +324,73 @@ class RouterOptions(BaseModel):
             rate_limit_cooldown=self.rate_limit_cooldown,
             attempts=client_attempts(self.arms, self.max_attempts),
         )
-        self._core = Router(bandit, settings, scorer, cooldowns=Cooldowns(), seed=self.seed)
+        core = Router(bandit, settings, scorer, cooldowns=Cooldowns(), seed=self.seed)
+        self._live = Live.build(core, telemetry, self.name or DEFAULT_NAME, self.arms, self.timeout)
+
+    @property
+    def _core(self) -> Router:
+        """The routing core (shared by the routers derived from this one)."""
+        live: Live = self.__pydantic_private__["_live"]  # type: ignore[index]
+        return live.core
+
+    @property
+    def _telemetry(self) -> Telemetry:
+        live: Live = self.__pydantic_private__["_live"]  # type: ignore[index]
+        return live.telemetry
+
+
+@dataclass(slots=True)
+class Live:
+    """A router's live parts, in one plain object.
+
+    Read once per call straight from pydantic's private dict: pydantic serves each private
+    attribute through ``BaseModel.__getattr__``, which a call would otherwise go through a
+    dozen times.
+
+    Attributes:
+        core: The routing core: learning, retries, scoring (shared by derived routers).
+        telemetry: Spans and metrics (shared by derived routers).
+        name: The router's name.
+        arms: The runnables called per arm (the arms, or their copies without client retries).
+        quiet: Arms that report to no handler of their own (see ``arms.unobserved``).
+        usage_streams: Arms asked for usage when they stream.
+        post: Applied to every output inside its attempt (a derived structured router).
+    """
+
+    core: Router
+    telemetry: Telemetry
+    name: str
+    arms: dict[str, Runnable[Any, Any]]
+    quiet: frozenset[str]
+    usage_streams: frozenset[str]
+    post: Callable[[Any], Any] | None = None
+
+    @classmethod
+    def build(
+        cls,
+        core: Router,
+        telemetry: Telemetry,
+        name: str,
+        arms: Mapping[str, Runnable[Any, Any]],
+        timeout: float | None,
+        post: Callable[[Any], Any] | None = None,
+    ) -> Live:
+        """The live parts of a router over ``arms`` (its own, or derived from another's)."""
+        from bandit_router.langchain.arms import (  # noqa: PLC0415
+            callable_arms,
+            streams_usage,
+            unobserved,
+        )
+
+        return cls(
+            core=core,
+            telemetry=telemetry,
+            name=name,
+            arms=callable_arms(arms, timeout),
+            quiet=frozenset(n for n, a in arms.items() if unobserved(a)),
+            usage_streams=frozenset(n for n, a in arms.items() if streams_usage(a)),
+            post=post,
+        )
 
 
 def _settle_sync(bandit: Bandit) -> Callable[[str, float | None], None]:

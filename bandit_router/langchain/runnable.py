@@ -22,22 +22,14 @@ from langchain_core.runnables.config import (
     get_callback_manager_for_config,
 )
 from langchain_core.runnables.utils import ConfigurableFieldSpec
-from pydantic import PrivateAttr
 
 from bandit_router._bandit import Decision
 from bandit_router._errors import ConfigurationError, UnknownArmError, UnsupportedEventLoopError
 from bandit_router._stats import ArmStatistics
 from bandit_router.core._loops import asyncio_loop
 from bandit_router.core.routing import Request
-from bandit_router.langchain.arms import (
-    ArmInvoker,
-    QuietRun,
-    callable_arms,
-    child_config,
-    nobody_listens,
-    streams_usage,
-)
-from bandit_router.langchain.options import DEFAULT_NAME, RouterOptions
+from bandit_router.langchain.arms import ArmInvoker, QuietRun, child_config, nobody_listens
+from bandit_router.langchain.options import DEFAULT_NAME, Live, RouterOptions
 from bandit_router.rewards import coerce_score
 
 try:  # langchain-core's UUIDv7 source, with a native str(); the stdlib's uuid4 otherwise
@@ -69,19 +61,9 @@ class BanditRouterRunnable(RouterOptions, RunnableSerializable[Any, Any]):
         ConfigurationError: On any invalid or unknown argument; the message names it.
     """
 
-    _callable: dict[str, Runnable[Any, Any]] = PrivateAttr()
-    _usage_streams: frozenset[str] = PrivateAttr()
-    #: Applied to every arm's output inside its attempt (a derived structured router).
-    _post: Callable[[Any], Any] | None = PrivateAttr(default=None)
-
     def model_post_init(self, context: Any, /) -> None:
         """Build the routing core from the validated arguments."""
         self._build_core()
-        self._set_arms()
-
-    def _set_arms(self) -> None:
-        self._callable = callable_arms(self.arms, self.timeout)
-        self._usage_streams = frozenset(n for n, a in self.arms.items() if streams_usage(a))
 
     @classmethod
     def is_lc_serializable(cls) -> bool:
@@ -157,19 +139,24 @@ class BanditRouterRunnable(RouterOptions, RunnableSerializable[Any, Any]):
         return cast("str | None", pinned)
 
     def _request(
-        self, input: Any, config: RunnableConfig, run_id: str, child: Any, kwargs: Mapping[str, Any]
+        self,
+        live: Live,
+        input: Any,
+        config: RunnableConfig,
+        run_id: str,
+        child: Any,
+        kwargs: Mapping[str, Any],
     ) -> Request:
-        name = self.name or DEFAULT_NAME
         calls = ArmInvoker(
-            self._callable,
+            live.arms,
             input,
             child,
             kwargs,
-            post=self._post,
-            score_extra={"run_id": run_id, "metadata": dict(config.get("metadata") or {})},
-            usage_streams=self._usage_streams,
+            post=live.post,
+            score_extra={"run_id": run_id, "metadata": config.get("metadata") or {}},
+            usage_streams=live.usage_streams,
         )
-        observer = self._telemetry.start_route(name, run_id=run_id, input=input)
+        observer = live.telemetry.start_route(live.name, run_id=run_id, input=input)
         return Request(
             decision_id=run_id,
             context=self._context(input),
@@ -180,48 +167,54 @@ class BanditRouterRunnable(RouterOptions, RunnableSerializable[Any, Any]):
 
     async def _astart(
         self, input: Any, config: RunnableConfig | None, kwargs: Mapping[str, Any]
-    ) -> tuple[Request, AsyncCallbackManagerForChainRun | None]:
+    ) -> tuple[Live, Request, AsyncCallbackManagerForChainRun | None]:
         require_asyncio(self)
+        live: Live = self.__pydantic_private__["_live"]  # type: ignore[index]
         config = ensure_config(config)
         given = config.pop("run_id", None)
         if nobody_listens(config):
             run_id = str(given or _uuid7())
-            return self._request(input, config, run_id, QuietRun(self._callable, config, run_id), kwargs), None
+            quiet = QuietRun(live.quiet, config, run_id)
+            return live, self._request(live, input, config, run_id, quiet, kwargs), None
         cm = get_async_callback_manager_for_config(config)
         rm = await cm.on_chain_start(
             None, input, name=config.get("run_name") or self.get_name(), run_id=given
         )
         run_id = str(rm.run_id)
         try:
-            return self._request(input, config, run_id, partial(child_config, config, rm), kwargs), rm
+            child = partial(child_config, config, rm)
+            return live, self._request(live, input, config, run_id, child, kwargs), rm
         except BaseException as exc:
             await _shielded_error(rm, exc)
             raise
 
     def _start(
         self, input: Any, config: RunnableConfig | None, kwargs: Mapping[str, Any]
-    ) -> tuple[Request, CallbackManagerForChainRun | None]:
+    ) -> tuple[Live, Request, CallbackManagerForChainRun | None]:
+        live: Live = self.__pydantic_private__["_live"]  # type: ignore[index]
         config = ensure_config(config)
         given = config.pop("run_id", None)
         if nobody_listens(config):
             run_id = str(given or _uuid7())
-            return self._request(input, config, run_id, QuietRun(self._callable, config, run_id), kwargs), None
+            quiet = QuietRun(live.quiet, config, run_id)
+            return live, self._request(live, input, config, run_id, quiet, kwargs), None
         cm = get_callback_manager_for_config(config)
         rm = cm.on_chain_start(
             None, input, name=config.get("run_name") or self.get_name(), run_id=given
         )
         run_id = str(rm.run_id)
         try:
-            return self._request(input, config, run_id, partial(child_config, config, rm), kwargs), rm
+            child = partial(child_config, config, rm)
+            return live, self._request(live, input, config, run_id, child, kwargs), rm
         except BaseException as exc:
             rm.on_chain_error(exc)
             raise
 
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         """Route one call and return the chosen arm's output."""
-        req, rm = await self._astart(input, config, kwargs)
+        live, req, rm = await self._astart(input, config, kwargs)
         try:
-            out = _stamp(await self._core.ainvoke(req), req.decision)
+            out = _stamp(await live.core.ainvoke(req), req.decision)
         except BaseException as exc:
             if rm is not None:
                 await _shielded_error(rm, exc)
@@ -232,9 +225,9 @@ class BanditRouterRunnable(RouterOptions, RunnableSerializable[Any, Any]):
 
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         """Route one call from sync code (the arms' sync ``invoke``)."""
-        req, rm = self._start(input, config, kwargs)
+        live, req, rm = self._start(input, config, kwargs)
         try:
-            out = _stamp(self._core.invoke(req), req.decision)
+            out = _stamp(live.core.invoke(req), req.decision)
         except BaseException as exc:
             if rm is not None:
                 rm.on_chain_error(exc)
@@ -247,10 +240,10 @@ class BanditRouterRunnable(RouterOptions, RunnableSerializable[Any, Any]):
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any | None
     ) -> AsyncIterator[Any]:
         """Route one call and yield the chosen arm's chunks unchanged."""
-        req, rm = await self._astart(input, config, kwargs)
+        live, req, rm = await self._astart(input, config, kwargs)
         try:
             # aclosing: a consumer that stops early must release the call's slot now.
-            async with aclosing(cast(Any, self._core.astream(req))) as chunks:
+            async with aclosing(cast(Any, live.core.astream(req))) as chunks:
                 async for chunk in chunks:
                     yield chunk
         except BaseException as exc:
@@ -264,8 +257,8 @@ class BanditRouterRunnable(RouterOptions, RunnableSerializable[Any, Any]):
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any | None
     ) -> Iterator[Any]:
         """Route one call from sync code and yield the chosen arm's chunks unchanged."""
-        req, rm = self._start(input, config, kwargs)
-        chunks = self._core.stream(req)
+        live, req, rm = self._start(input, config, kwargs)
+        chunks = live.core.stream(req)
         try:
             yield from chunks
         except BaseException as exc:
@@ -359,10 +352,8 @@ class BanditRouterRunnable(RouterOptions, RunnableSerializable[Any, Any]):
     ) -> BanditRouterRunnable:
         clone = self.model_copy(update={"arms": arms})
         # The same learning, evaluator, cooldowns and telemetry: shared, not copied.
-        clone._core = self._core
-        clone._telemetry = self._telemetry
-        clone._post = post
-        clone._set_arms()
+        live = self._live
+        clone._live = Live.build(live.core, live.telemetry, live.name, arms, self.timeout, post)
         return clone
 
     def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> BanditRouterRunnable:

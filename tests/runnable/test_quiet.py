@@ -173,6 +173,7 @@ async def test_tools_bound_arms_take_the_quick_path_and_keep_their_tools() -> No
     assert heard.tool_calls[0]["name"] == "add"
     kinds = sorted(run["kind"] for run in seen.runs.values())
     assert kinds == ["chain", "chat"]
+    await router.aclose()  # the rewards are scored after the answers
     assert (await router.astatistics())["a"].pulls == 2
 
 
