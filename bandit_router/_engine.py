@@ -496,8 +496,8 @@ class Engine:
         :meth:`select`) are the optimistic qualities; the LP over them and the arms' expected
         costs, at this call's spending target, gives a mixture of at most two arms (across
         contexts: one price of money, from the frontiers ``ledger`` keeps), and the ledger's
-        rounding carry picks the arm. The caller records the call with ``ledger.begin(budget, choice, context=...)``
-        in the same atomic step as the state's.
+        rounding carry picks the arm. The caller records the call with
+        ``ledger.begin(budget, choice, context=...)`` in the same atomic step as the state's.
 
         Args:
             state: The context's statistics (not modified).

@@ -291,8 +291,9 @@ class Mixture:
         value: The LP's value: ``(1 - share) * value[cheap] + share * value[dear]``.
         cost: The mixture's expected cost per call.
         price: The price of money at the solution (quality per USD): the frontier's slope
-            between the two arms; 0 when the budget does not bind; ``inf`` when it is below
-            the cheapest arm's cost.
+            between the two arms (at a vertex: of the next segment, what more money would
+            buy); 0 when the budget does not bind; ``inf`` when it is below the cheapest arm's
+            cost.
     """
 
     cheap: int
@@ -332,7 +333,10 @@ def _on_frontier(
         if costs[a] <= budget < costs[d]:
             share = (budget - costs[a]) / (costs[d] - costs[a])
             value = values[a] + share * (values[d] - values[a])
-            return Mixture(a, d, share, value, budget, _slope(front, j, costs, values))
+            price = _slope(front, j, costs, values)
+            if share <= 0.0:  # exactly at a vertex: that arm alone (money would buy more)
+                return Mixture(a, a, 0.0, values[a], costs[a], price)
+            return Mixture(a, d, share, value, budget, price)
     raise AssertionError("unreachable: the budget lies between the frontier's ends")
 
 
@@ -364,8 +368,9 @@ class Allocation:
         mixtures: ``{context: (cheap arm, dear arm, share of dear)}`` (arm names).
         value: The traffic-weighted value (quality per call).
         cost: The traffic-weighted expected cost per call.
-        price: The price of money (quality per USD): the slope of the last segment bought;
-            0 when the budget does not bind, ``inf`` when it is below the cheapest mixture.
+        price: The price of money (quality per USD): the slope of the segment the budget
+            ends on (at a vertex: of the next segment, what more money would buy); 0 when the
+            budget does not bind, ``inf`` when it is below the cheapest mixture.
     """
 
     mixtures: Mapping[str, tuple[str, str, float]]
@@ -422,6 +427,9 @@ def allocate(
     left = budget - base_cost
     value, cost, price = base_value, base_cost, 0.0
     for slope, x, j in segments:
+        if left <= 0.0:  # spent: the next segment's slope is what money would buy
+            price = slope
+            break
         f = frontiers[x]
         (a, c0, v0), (d, c1, v1) = f[j], f[j + 1]
         w = share[x]
@@ -433,9 +441,6 @@ def allocate(
             chosen[x] = (d, d, 0.0)
             value += w * (v1 - v0)
             cost += need
-            if left <= 0.0:
-                price = slope
-                break
         else:
             frac = left / need
             chosen[x] = (a, d, frac)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import re
+import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
@@ -38,7 +39,15 @@ from bandit_router.replay._table import OutcomeTable
 if TYPE_CHECKING:
     from bandit_router.replay._run import ReplayReport
 
-__all__ = ["BudgetLine", "ReplayBudget", "budget_lines", "parse_budget", "spend_curve"]
+__all__ = [
+    "BudgetLine",
+    "ReplayBudget",
+    "budget_lines",
+    "cumulative_spend_curve",
+    "format_budget_report",
+    "parse_budget",
+    "spend_curve",
+]
 
 #: Windows of this many calls measure the spend's excursions (after the first such window).
 SPEND_WINDOW = 500
@@ -294,8 +303,8 @@ class BudgetLine:
         pct_budget_max: The same, the largest over the seeds.
         window_max: The most any window of ``SPEND_WINDOW`` calls after the first spent, as a
             percentage of its budget (the largest over the seeds).
-        follow: For each change of the budget, the calls after it until every later window of
-            ``FOLLOW_WINDOW`` calls (mean over the seeds) spends within 10% of the new budget
+        follow: For each change of the budget, the calls after it until no later window of
+            ``FOLLOW_WINDOW`` calls (mean over the seeds) spends more than 110% of its budget
             (``None``: never within the replay).
     """
 
@@ -454,9 +463,9 @@ def _follow(
     for i, start in enumerate(bounds[:-1]):
         end = bounds[i + 1]
         lag: int | None = None
-        # The first t from which every window ending in [t, end) is within 10% of the budget.
+        # The first t from which no window ending in [t, end) spends above 110% of its budget.
         for t in range(end - 1, start - 1, -1):
-            if 0.9 <= ratio[t] <= 1.1:
+            if ratio[t] <= 1.1:
                 lag = t - start
             else:
                 break
@@ -504,3 +513,97 @@ def budget_lines(report: ReplayReport) -> list[BudgetLine]:
             )
         )
     return out
+
+
+def cumulative_spend_curve(report: ReplayReport, label: str | None = None) -> list[float]:
+    """Mean over the seeds of the spend so far over the budget so far, after each call."""
+    run = report.run(label)
+    budget = report.budget
+    assert budget is not None
+    curves = []
+    for si, rows in enumerate(report.orders):
+        sched = budget.schedule(report.table, len(rows))
+        acc_s = acc_b = 0.0
+        curve = []
+        for t, (r, j) in enumerate(zip(rows, run.choices[si], strict=True)):
+            acc_s += report.table.costs[r][j]
+            acc_b += sched[t]
+            curve.append(acc_s / acc_b if acc_b > 0 else math.nan)
+        curves.append(curve)
+    return [math.fsum(v) / len(v) for v in zip(*curves, strict=True)]
+
+
+def format_budget_report(report: ReplayReport, *, source: bool = True) -> str:
+    """Return a budget replay as text: what was replayed, each run's figures, the references."""
+    budget = report.budget
+    if budget is None:
+        raise ValueError("this replay had no budget")
+    t = report.table
+    s = report.settings
+    rows0 = report.orders[0]
+    n = len(rows0)
+    sched = budget.schedule(t, n)
+    head = [
+        f"{t.name}: {n:,} prompts x {len(t.models)} models"
+        + (f" ({t.dropped} incomplete prompts dropped)" if t.dropped else ""),
+        f"budget: {budget.label(t)}  [the router learns the score only; every model's "
+        "expected cost is known]",
+        f"order: {report.order}, {len(report.seeds)} seed{'s' if len(report.seeds) > 1 else ''}"
+        " (mean shown); through: "
+        + ("BanditRouterRunnable (LangChain)" if report.path == "router" else "Bandit engine")
+        + f"; context: {'task (one shared budget)' if s['context'] else 'none'}"
+        + (f" (seeded, weight {s['context_prior_weight']:g})" if s["context_prior_weight"] else "")
+        + (f"; decay {s['decay']:g}" if s["decay"] else "; stationary")
+        + ("; warm start (priors)" if s["priors"] else ""),
+    ]
+    lines = budget_lines(report)
+    width = max(34, *(len(line.label) for line in lines))
+    follow = bool(budget.changes)
+    cols = (
+        f"{'':{width}}  {'quality':>7} {'+-':>5} {'% best mix':>10} {'+-':>5} {'% per-task':>10}"
+        f" {'$ per call':>10} {'% budget':>8} {'(max)':>8} {'window max':>10}"
+        + ("  follows after" if follow else "")
+    )
+    body = []
+    for line in lines:
+        row = (
+            f"{line.label:{width}}  {line.quality:7.4f} {line.quality_std:5.3f} "
+            f"{line.pct_best_mixture:10.2f} {line.pct_best_mixture_std:5.2f} "
+            f"{line.pct_best_per_task:10.2f} {line.spend_per_call:10.6f} "
+            f"{line.pct_budget:8.2f} {line.pct_budget_max:8.2f} {line.window_max:10.1f}"
+        )
+        if follow:
+            row += "  " + ", ".join("never" if f is None else f"{f} calls" for f in line.follow)
+        body.append(row)
+    # References, over the first seed's prompts (a full order: the same prompts for every seed).
+    best = hindsight_best(t, rows0, sched) / n
+    per_task = hindsight_best_per_context(t, rows0, sched) / n
+    q, c = _column_means(t, rows0)
+    top = _top(t)
+    cheap = min(range(len(c)), key=c.__getitem__)
+    refs = [
+        "best fixed mixture in hindsight: "
+        + (describe_mixture(t, rows0, sched[0]) if not follow else f"{best:.4f} (per period)"),
+        f"best fixed per-task mixtures in hindsight, one shared budget: {per_task:.4f}",
+        f"always {t.models[top]} (top quality): {q[top]:.4f} at ${c[top]:.6f} per call; "
+        f"always {t.models[cheap]} (cheapest): {q[cheap]:.4f} at ${c[cheap]:.6f}",
+    ]
+    legend = (
+        "% best mix: quality over the best fixed mixture's in hindsight under the same budget "
+        "(an exact LP); % per-task: over the best fixed per-task mixtures' under one shared "
+        "budget; % budget: total spend over total budget (max: the worst seed); window max: "
+        f"the most any {SPEND_WINDOW} calls after the first {SPEND_WINDOW} spent, % of their "
+        "budget (worst seed)"
+        + (
+            f"; follows after: calls after a change until no {FOLLOW_WINDOW}-call window "
+            "spends more than 110% of its budget (mean over seeds)"
+            if follow
+            else ""
+        )
+        + "."
+    )
+    foot = textwrap.wrap(legend, 100)
+    foot.extend(f"{r.label}: {r.seconds:.1f} s" for r in report.runs)
+    if source and t.source:
+        foot.append("data: " + "\n      ".join(t.source.splitlines()[:2]))
+    return "\n".join([*head, "", cols, *body, "", *refs, "", *foot])

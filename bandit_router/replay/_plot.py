@@ -9,7 +9,7 @@ from typing import Any
 
 from bandit_router.replay._run import ReplayReport
 
-__all__ = ["PlotUnavailableError", "check_plotting", "plot_curves", "plot_report"]
+__all__ = ["PlotUnavailableError", "check_plotting", "plot_budget", "plot_curves", "plot_report"]
 
 
 class PlotUnavailableError(RuntimeError):
@@ -65,24 +65,7 @@ def plot_report(
     ax1.grid(alpha=0.3)
     ax1.legend(fontsize=8)
 
-    share = report.allocation(chosen[0], bins=min(60, len(report.orders[0])))
-    steps = len(report.orders[0])
-    xs = [(b + 0.5) * steps / len(share) for b in range(len(share))]
-    models = report.table.models
-    order = sorted(range(len(models)), key=lambda j: -sum(row[j] for row in share))
-    cmap = plt.get_cmap("tab20")
-    ax2.stackplot(
-        xs,
-        [[row[j] for row in share] for j in order],
-        labels=[models[j] for j in order],
-        colors=[cmap(i % 20) for i in range(len(order))],
-    )
-    ax2.set_xlim(0, steps)
-    ax2.set_ylim(0, 1)
-    ax2.set_xlabel("prompt")
-    ax2.set_ylabel("share of calls")
-    ax2.set_title(f"arm allocation over time: {chosen[0]}")
-    ax2.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    _allocation_panel(plt, ax2, report, chosen[0])
     fig.suptitle(
         title
         or f"{report.table.name}: lambda = {report.lam:g}, {report.order} order, "
@@ -123,3 +106,92 @@ def plot_curves(
     fig.tight_layout()
     fig.savefig(os.fspath(path), dpi=110)
     plt.close(fig)
+
+
+def plot_budget(
+    report: ReplayReport,
+    path: str | os.PathLike[str],
+    *,
+    labels: Sequence[str] | None = None,
+    title: str | None = None,
+) -> None:
+    """Write a PNG of a budget replay: spend over time against the budget, and arm allocation.
+
+    Left: for each run, the spend of the last 100 calls over their budget (mean over seeds) and
+    the spend so far over the budget so far; a dotted line marks each change of the budget.
+    Right: the first run's allocation of calls over time.
+
+    Raises:
+        PlotUnavailableError: If matplotlib is not installed.
+        ValueError: If the replay had no budget.
+    """
+    from bandit_router.replay._budget import (
+        FOLLOW_WINDOW,
+        cumulative_spend_curve,
+        spend_curve,
+    )
+
+    budget = report.budget
+    if budget is None:
+        raise ValueError("this replay had no budget")
+    plt = _pyplot()
+    chosen = list(labels) if labels is not None else [r.label for r in report.runs]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.8))
+    for label in chosen:
+        window = spend_curve(report, label)
+        line = ax1.plot(
+            range(1, len(window) + 1),
+            window,
+            linewidth=1.2,
+            label=f"{label}: last {FOLLOW_WINDOW} calls",
+        )
+        total = cumulative_spend_curve(report, label)
+        ax1.plot(
+            range(1, len(total) + 1),
+            total,
+            linewidth=1.8,
+            color=line[0].get_color(),
+            linestyle="--",
+            label=f"{label}: so far",
+        )
+    ax1.axhline(1.0, color="grey", linewidth=0.9)
+    ax1.axhline(1.1, color="grey", linewidth=0.6, linestyle=":")
+    for call, _ in budget.changes:
+        ax1.axvline(call, color="black", linewidth=0.8, linestyle=":")
+    ax1.set_ylim(0.0, 2.0)
+    ax1.set_xlabel("call")
+    ax1.set_ylabel("spend / budget (mean over seeds)")
+    ax1.set_title("spend over time")
+    ax1.grid(alpha=0.3)
+    ax1.legend(fontsize=7)
+    _allocation_panel(plt, ax2, report, chosen[0])
+    fig.suptitle(
+        title
+        or f"{report.table.name}: budget {budget.label(report.table)}, {report.order} order, "
+        f"{len(report.seeds)} seeds, through the {report.path}",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    fig.savefig(os.fspath(path), dpi=110)
+    plt.close(fig)
+
+
+def _allocation_panel(plt: Any, ax: Any, report: ReplayReport, label: str) -> None:
+    share = report.allocation(label, bins=min(60, len(report.orders[0])))
+    steps = len(report.orders[0])
+    xs = [(b + 0.5) * steps / len(share) for b in range(len(share))]
+    models = report.table.models
+    order = sorted(range(len(models)), key=lambda j: -sum(row[j] for row in share))
+    cmap = plt.get_cmap("tab20")
+    ax.stackplot(
+        xs,
+        [[row[j] for row in share] for j in order],
+        labels=[models[j] for j in order],
+        colors=[cmap(i % 20) for i in range(len(order))],
+    )
+    ax.set_xlim(0, steps)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("prompt")
+    ax.set_ylabel("share of calls")
+    ax.set_title(f"arm allocation over time: {label}")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
