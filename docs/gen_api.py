@@ -34,6 +34,7 @@ MODULES = (
     "bandit_router.policies",
     "bandit_router.stores",
     "bandit_router.rewards",
+    "bandit_router.budget",
     "bandit_router.testing",
     "bandit_router.telemetry",
     "bandit_router.replay",
