@@ -43,10 +43,10 @@ __all__ = [
     "BudgetLine",
     "ReplayBudget",
     "budget_lines",
-    "cumulative_spend_curve",
     "format_budget_report",
     "parse_budget",
     "spend_curve",
+    "spend_per_call",
 ]
 
 #: Windows of this many calls measure the spend's excursions (after the first such window).
@@ -515,22 +515,29 @@ def budget_lines(report: ReplayReport) -> list[BudgetLine]:
     return out
 
 
-def cumulative_spend_curve(report: ReplayReport, label: str | None = None) -> list[float]:
-    """Mean over the seeds of the spend so far over the budget so far, after each call."""
+def spend_per_call(
+    report: ReplayReport, label: str | None = None, window: int = FOLLOW_WINDOW
+) -> tuple[list[float], list[float]]:
+    """Mean over the seeds of the spend per call (USD) of the last ``window`` calls and so far."""
     run = report.run(label)
-    budget = report.budget
-    assert budget is not None
-    curves = []
+    last, total = [], []
     for si, rows in enumerate(report.orders):
-        sched = budget.schedule(report.table, len(rows))
-        acc_s = acc_b = 0.0
-        curve = []
-        for t, (r, j) in enumerate(zip(rows, run.choices[si], strict=True)):
-            acc_s += report.table.costs[r][j]
-            acc_b += sched[t]
-            curve.append(acc_s / acc_b if acc_b > 0 else math.nan)
-        curves.append(curve)
-    return [math.fsum(v) / len(v) for v in zip(*curves, strict=True)]
+        spend = [report.table.costs[r][j] for r, j in zip(rows, run.choices[si], strict=True)]
+        acc = acc_all = 0.0
+        a, b = [], []
+        for t in range(len(spend)):
+            acc += spend[t]
+            acc_all += spend[t]
+            if t >= window:
+                acc -= spend[t - window]
+            a.append(acc / min(t + 1, window))
+            b.append(acc_all / (t + 1))
+        last.append(a)
+        total.append(b)
+    return (
+        [math.fsum(v) / len(v) for v in zip(*last, strict=True)],
+        [math.fsum(v) / len(v) for v in zip(*total, strict=True)],
+    )
 
 
 def format_budget_report(report: ReplayReport, *, source: bool = True) -> str:

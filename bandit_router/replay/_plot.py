@@ -117,19 +117,15 @@ def plot_budget(
 ) -> None:
     """Write a PNG of a budget replay: spend over time against the budget, and arm allocation.
 
-    Left: for each run, the spend of the last 100 calls over their budget (mean over seeds) and
-    the spend so far over the budget so far; a dotted line marks each change of the budget.
-    Right: the first run's allocation of calls over time.
+    Left: for each run, the mean spend per call of the last 100 calls and of all calls so far
+    (USD, mean over seeds), under the budget in force (a step line when it changes). Right: the
+    first run's allocation of calls over time.
 
     Raises:
         PlotUnavailableError: If matplotlib is not installed.
         ValueError: If the replay had no budget.
     """
-    from bandit_router.replay._budget import (
-        FOLLOW_WINDOW,
-        cumulative_spend_curve,
-        spend_curve,
-    )
+    from bandit_router.replay._budget import FOLLOW_WINDOW, spend_per_call
 
     budget = report.budget
     if budget is None:
@@ -137,30 +133,32 @@ def plot_budget(
     plt = _pyplot()
     chosen = list(labels) if labels is not None else [r.label for r in report.runs]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.8))
+    steps = len(report.orders[0])
+    sched = budget.schedule(report.table, steps)
+    xs = range(1, steps + 1)
+    ax1.plot(xs, sched, color="black", linewidth=1.2, label="budget")
+    ax1.plot(
+        xs,
+        [1.1 * b for b in sched],
+        color="grey",
+        linewidth=0.7,
+        linestyle=":",
+        label="budget + 10%",
+    )
     for label in chosen:
-        window = spend_curve(report, label)
-        line = ax1.plot(
-            range(1, len(window) + 1),
-            window,
-            linewidth=1.2,
-            label=f"{label}: last {FOLLOW_WINDOW} calls",
-        )
-        total = cumulative_spend_curve(report, label)
+        window, total = spend_per_call(report, label, FOLLOW_WINDOW)
+        line = ax1.plot(xs, window, linewidth=1.0, label=f"{label}: last {FOLLOW_WINDOW} calls")
         ax1.plot(
-            range(1, len(total) + 1),
+            xs,
             total,
             linewidth=1.8,
-            color=line[0].get_color(),
             linestyle="--",
+            color=line[0].get_color(),
             label=f"{label}: so far",
         )
-    ax1.axhline(1.0, color="grey", linewidth=0.9)
-    ax1.axhline(1.1, color="grey", linewidth=0.6, linestyle=":")
-    for call, _ in budget.changes:
-        ax1.axvline(call, color="black", linewidth=0.8, linestyle=":")
-    ax1.set_ylim(0.0, 2.0)
+    ax1.set_ylim(0.0, 2.0 * max(sched))
     ax1.set_xlabel("call")
-    ax1.set_ylabel("spend / budget (mean over seeds)")
+    ax1.set_ylabel("spend per call, USD (mean over seeds)")
     ax1.set_title("spend over time")
     ax1.grid(alpha=0.3)
     ax1.legend(fontsize=7)
