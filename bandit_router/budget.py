@@ -14,7 +14,7 @@ index, clipped to [0, 1]; 1 for an arm never observed), ``c_i`` its expected cos
 
     maximise  sum_i p_i U_i   subject to   sum_i p_i c_i <= b,   sum_i p_i = 1,   p >= 0
 
-and calls an arm drawn from ``p``. This is the optimistic LP of Agrawal & Devanur, "Bandits
+and plays the solution ``p``. This is the optimistic LP of Agrawal & Devanur, "Bandits
 with concave rewards and convex knapsacks" (EC 2014), and of the UCB-style algorithms of
 Badanidiyuru, Kleinberg & Slivkins, "Bandits with Knapsacks" (FOCS 2013; J. ACM 2018), with
 optimism on quality only because costs are known. With one budget constraint the solution mixes
@@ -37,6 +37,11 @@ where it buys the most quality; one price of money for all contexts, and at most
 mixes two arms. Each context's frontier is the one it had at its last call (:class:`Ledger`
 keeps them). With one context it is exactly the two-arm LP above.
 
+**Rounding.** The mixture is played without dice: a carry accumulates the dear arm's share
+``p_d`` at every call and the dear arm is called when it reaches one half, then the carry
+loses 1 (error diffusion). The dear arm gets its share of the calls within one call, so the
+spend does not wander with the luck of draws.
+
 **Pacing.** The target of each call is the budget plus the credit spread over the window::
 
     b = B + credit / H
@@ -45,9 +50,11 @@ where ``credit`` is what the calls so far were allowed (``B`` each) minus what t
 expected cost while in flight, their real cost once settled), and ``H`` the window in calls
 (for a time window, the number of calls in the last window, an exponentially weighted count).
 Overspending lowers the next targets until it is paid back over about ``H`` calls; savings are
-spent the same way, and never more than ``B * H`` of them are kept. The average spend per call
-therefore tracks ``B`` within about one dear call over ``H`` calls, whatever the costs' noise;
-a budget changed at run time applies from the next call.
+spent the same way. Never more than ``B * H`` is saved, and nothing while the budget does not
+bind (price 0: the best arm costs less than the target), so cheap spells do not turn into
+bursts of dear calls later. The average spend per call tracks ``B`` within about one dear call
+over ``H`` calls, whatever the costs' noise; a budget changed at run time applies from the next
+call.
 
 Concurrent calls count their expected cost from the moment they begin, so a burst cannot spend
 the same credit twice, and the policy's index hallucinates their outcomes as the engine does
@@ -488,6 +495,25 @@ def _as_frontier(
 @dataclass(slots=True)
 class Ledger:
     """The spending state one budget shares across a router's contexts and workers.
+
+    A store keeps one ledger per router name (all contexts), next to the per-arm statistics
+    (whose raw, never-decayed ``cost_sum`` and ``cost_count`` give the expected costs, see
+    :func:`expected_costs`), and updates it in the same atomic step as the call's statistics:
+
+    * ``begin`` (a call is routed): with ``B`` the budget in force, ``H`` its window and
+      ``c`` the chosen arm's expected cost, ``credit = min(credit + B - c, B * H)``, but when
+      the budget did not bind ``credit = min(credit + B - c, max(credit, 0))`` first;
+      ``carry += share - (1 if the dear arm was called else 0)`` when the mixture had two
+      arms; ``spent += c``; ``calls += 1``; ``traffic[context] += 1``;
+      ``frontiers[context] = choice.frontier`` (overwritten); for a time window,
+      ``recent = recent * exp(-(now - stamp) / window) + 1`` and ``stamp = now``. The decision
+      keeps ``c`` (its expected cost) for the settlement.
+    * ``charge`` (a fallback attempt of the same call): ``credit -= c``, ``spent += c``.
+    * ``settle`` (the real cost ``x`` is known): ``credit += c - x``, ``spent += x - c`` (plain
+      increments); an unknown cost leaves the expected one.
+
+    Nothing decays except ``recent``; a selection reads the whole ledger (a snapshot is fine:
+    the next begin applies the cap).
 
     Attributes:
         credit: USD: the allowance of every call begun (the budget in force when it began)
