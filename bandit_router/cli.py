@@ -12,9 +12,12 @@ import asyncio
 import dataclasses
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from bandit_router._cli_args import decay_arg, nonneg_float
+
+if TYPE_CHECKING:
+    from bandit_router.replay import ReplayBudget
 
 __all__ = ["build_parser", "main"]
 
@@ -96,7 +99,7 @@ def _policies(text: str) -> list[str]:
     return names
 
 
-def _budget_arg(text: str) -> Any:
+def _budget_arg(text: str) -> ReplayBudget:
     from bandit_router.replay import parse_budget
 
     try:
@@ -278,7 +281,7 @@ def replay_command(args: argparse.Namespace) -> int:
         )
     learns_quality = args.prices or budget is not None
     path: Literal["router", "engine"] = "engine" if args.engine else "router"
-    if budget is not None and path == "router" and not _router_takes_budget():
+    if budget is not None and path == "router":
         print(
             f"{PROG} replay: note: budgets replay through the Bandit engine (the router "
             "takes no budget= yet)",
@@ -353,12 +356,6 @@ def replay_command(args: argparse.Namespace) -> int:
             return fail(f"{args.plot}: cannot write ({exc.strerror or exc})")
         print(f"plot written to {args.plot}")
     return 0
-
-
-def _router_takes_budget() -> bool:
-    from bandit_router import BanditRouterRunnable
-
-    return "budget" in BanditRouterRunnable.model_fields
 
 
 def _register_stats(subparsers: Any) -> argparse.ArgumentParser:

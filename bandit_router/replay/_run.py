@@ -434,14 +434,10 @@ async def _replay_one(
 ) -> tuple[int, ...]:
     if budget is not None:
         if path != "engine":
-            if "budget" not in BanditRouterRunnable.model_fields:
-                raise RuntimeError(
-                    "BanditRouterRunnable has no budget= yet: replay budgets through the "
-                    "engine (path='engine', bandit-router replay --engine)"
-                )
             raise RuntimeError(
-                "budget replays through the router are not wired yet"
-            )  # pragma: no cover
+                "budget replays run through the engine until BanditRouterRunnable takes "
+                "budget=: use path='engine' (bandit-router replay --engine)"
+            )
         return replay_order(
             table,
             rows,
