@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, fields
 from operator import sub, truediv
 from typing import Any, Final
@@ -23,6 +23,7 @@ from bandit_router._stats import (
     check_decay,
     check_reward,
 )
+from bandit_router.budget import Budget, BudgetChoice, Ledger, choose, mixture, optimistic
 from bandit_router.policies import KLUCB, UCB1, Policy, RewardTransform, ThompsonSampling, UCBTuned
 
 __all__ = ["DEFAULT_MAX_PENDING", "DEFAULT_PENDING_TTL", "Engine", "PendingDecision", "Rules"]
@@ -177,6 +178,8 @@ class Engine:
             ``lam * usd_per_call / max_usd``. Arms not listed cost 0.
         rate_limit_reward: What a rate-limited attempt teaches about its arm (default
             ``None``: nothing; it is still counted in ``failures``).
+        budget: Optional :class:`~bandit_router.budget.Budget`: maximise quality at an average
+            spend per call instead (see :meth:`select_budgeted`); exclusive with ``costs``.
 
     Raises:
         ConfigurationError: On any invalid argument; the message names it.
@@ -185,6 +188,8 @@ class Engine:
     __slots__ = (
         "_learn",
         "arms",
+        "budget",
+        "budget_costs",
         "costs",
         "decay",
         "failure_reward",
@@ -209,6 +214,7 @@ class Engine:
         seed: int | None = None,
         costs: Mapping[str, float] | None = None,
         rate_limit_reward: float | None = None,
+        budget: Budget | None = None,
     ) -> None:
         if isinstance(arms, str | bytes):
             raise ConfigurationError(f"arms must be a collection of names, got {arms!r}")
@@ -258,6 +264,15 @@ class Engine:
         self.rng = random.Random(seed)
         self.costs: tuple[float, ...] | None = _check_costs(costs, names)
         self._learn = policy.learn if isinstance(policy, RewardTransform) else None
+        self.budget: Budget | None = None
+        self.budget_costs: tuple[float, ...] = ()
+        if budget is not None:
+            if self.costs is not None:
+                raise ConfigurationError(
+                    "costs= (a price subtracted from the index) and budget= (a spending rate) "
+                    "are two ways to trade quality for money: give one"
+                )
+            self.set_budget(budget)
 
     # --- outcomes ------------------------------------------------------------------------
 
@@ -461,6 +476,123 @@ class Engine:
             explore=explore,
             policy=self.policy.name,
         )
+
+    # --- budgets (see bandit_router.budget) ------------------------------------------------
+
+    def set_budget(self, budget: Budget) -> None:
+        """Use ``budget`` from the next selection on (a budget changed at run time).
+
+        Raises:
+            ConfigurationError: If ``budget`` is not a Budget or lacks an arm's cost.
+        """
+        if not isinstance(budget, Budget):
+            raise ConfigurationError(f"budget must be a Budget, got {budget!r}")
+        self.budget_costs = budget.bind(self.arms)
+        self.budget = budget
+
+    def select_budgeted(
+        self,
+        state: BanditState,
+        ledger: Ledger,
+        *,
+        context: str = "",
+        exclude: Collection[str] = (),
+        priors: tuple[Prior | None, ...] | _Default | None = DEFAULT,
+        costs: Sequence[float] | None = None,
+    ) -> tuple[Selection, BudgetChoice]:
+        """Choose an arm under the engine's budget: the optimistic LP of ``bandit_router.budget``.
+
+        The policy's indices (with priors, decay and calls in flight hallucinated as in
+        :meth:`select`) are the optimistic qualities; the LP over them and the arms' expected
+        costs, at this call's spending target, gives a mixture of at most two arms (across
+        contexts: one price of money, from the frontiers ``ledger`` keeps), and the ledger's
+        rounding carry picks the arm. The caller records the call with
+        ``ledger.begin(budget, choice, context=...)`` in the same atomic step as the state's.
+
+        Args:
+            state: The context's statistics (not modified).
+            ledger: The budget's shared spending state (not modified).
+            context: The context of the call.
+            exclude: Arms that must not be chosen.
+            priors: As in :meth:`select`.
+            costs: Each arm's expected cost in USD, aligned with the arms (see
+                ``budget.expected_costs``); default: the budget's configured costs.
+
+        Returns:
+            The selection (its ``indices`` are the optimistic qualities) and the budget's
+            figures.
+
+        Raises:
+            ConfigurationError: If the engine has no budget.
+            UnknownArmError: If ``exclude`` names an unknown arm or excludes every arm.
+        """
+        budget = self.budget
+        if budget is None:
+            raise ConfigurationError("this engine has no budget: pass budget= or set_budget()")
+        arms = self.arms
+        k = len(arms)
+        use = self.priors if isinstance(priors, _Default) else priors
+        n, s, q = state.discounted(self.decay, use)
+        means: list[float | None] = [s[i] / n[i] if n[i] > 0 else None for i in range(k)]
+        flights = state.in_flight
+        for i in range(k):
+            f = flights[i]
+            if f:  # hallucinated observations at the current mean, as select() does
+                m = n[i]
+                if m > 0:
+                    s[i] += f * s[i] / m
+                    q[i] += f * q[i] / m
+                n[i] = m + f
+        allowed = [True] * k
+        for a in exclude:
+            if a not in arms:
+                raise UnknownArmError(
+                    f"cannot exclude unknown arm {a!r}; the arms are {list(arms)}"
+                )
+            allowed[arms.index(a)] = False
+        if not any(allowed):
+            raise UnknownArmError(f"every arm is excluded: {sorted(exclude)}")
+        idx = [math.nan] * k
+        tried = [i for i in range(k) if allowed[i] and n[i] > 0.0]
+        if tried:
+            sub_n = [n[i] for i in tried]
+            sub = self.policy.indices(
+                sub_n, [s[i] for i in tried], [q[i] for i in tried], math.fsum(sub_n), self.rng
+            )
+            if len(sub) != len(tried):
+                raise ValueError(
+                    f"policy {self.policy.name!r} returned {len(sub)} indices for {len(tried)} arms"
+                )
+            for j, i in enumerate(tried):
+                idx[i] = sub[j]
+        values = optimistic(idx, n)
+        cost = tuple(self.budget_costs if costs is None else costs)
+        if len(cost) != k:
+            raise ValueError(f"costs must give one expected cost per arm, got {len(cost)}")
+        choice = choose(budget, ledger, arms, values, cost, context=context, allowed=allowed)
+        chosen = arms.index(choice.arm)
+        known = [allowed[i] and means[i] is not None for i in range(k)]
+        if any(known):
+            plain = mixture(
+                cost, [m if m is not None else 0.0 for m in means], choice.target, known
+            )
+            explore = chosen not in (plain.cheap, plain.dear)
+        else:
+            explore = True
+        for i in range(k):
+            if not allowed[i]:
+                values[i] = math.nan
+        sel = Selection(
+            arm=choice.arm,
+            arms=arms,
+            indices=tuple(values),
+            means=tuple(means),
+            pulls=tuple(state.pulls),
+            in_flight=tuple(flights),
+            explore=explore,
+            policy=self.policy.name,
+        )
+        return sel, choice
 
 
 def _check_costs(

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from bandit_router._cli_args import decay_arg, nonneg_float
+
+if TYPE_CHECKING:
+    from bandit_router.replay import ReplayBudget
 
 __all__ = ["build_parser", "main"]
 
@@ -32,6 +36,11 @@ learns the reward
 where cost_scale is the largest mean cost of a model over the dataset. The table compares the
 policies with the best fixed model in hindsight, uniform random, round-robin and the
 per-prompt oracle, averaged over the seeds.
+
+With --budget the router keeps an average spend per call instead: it learns the score only,
+knows every model's expected cost, and maximises quality at that rate (bandit_router.budget);
+the report compares it with the best fixed mixture of models in hindsight under the same
+budget, and shows the spend.
 """
 
 REPLAY_EPILOG = """\
@@ -46,6 +55,12 @@ examples:
   bandit-router replay --lam 1 --prices --context task
   bandit-router replay --policy klucb,thompson,ucb1 --seeds 3
   bandit-router replay --dataset my_outcomes.csv --lam 0.5 --save-priors priors.json
+  bandit-router replay --budget 0.1 --plot budget.png     # 10% of the top model's cost
+  bandit-router replay --budget 0.0005usd --context task  # $0.0005 per call, per-task learning
+  bandit-router replay --budget 25% --budget-change 1500:0.5   # halved at call 1,500
+
+budgets: FRACTION (0.1 or 10%) is a fraction of the mean cost per call of the model with the
+  highest mean score; USD (0.0005usd or $0.0005) is an amount per call.
 
 exit status: 0 done, 2 bad arguments or an unreadable dataset, priors file or plot setup.
 """
@@ -82,6 +97,30 @@ def _policies(text: str) -> list[str]:
     if not names:
         raise argparse.ArgumentTypeError("no policy given")
     return names
+
+
+def _budget_arg(text: str) -> ReplayBudget:
+    from bandit_router.replay import parse_budget
+
+    try:
+        return parse_budget(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _budget_change(text: str) -> tuple[int, float]:
+    call, sep, factor = text.partition(":")
+    try:
+        if not sep:
+            raise ValueError
+        c, f = int(call), nonneg_float(factor)
+    except (ValueError, argparse.ArgumentTypeError):
+        raise argparse.ArgumentTypeError(
+            f"not a budget change: {text!r} (CALL:FACTOR, e.g. 1500:0.5)"
+        ) from None
+    if c < 0:
+        raise argparse.ArgumentTypeError(f"a budget change's call must be >= 0, got {text!r}")
+    return c, f
 
 
 def _register_replay(subparsers: Any) -> argparse.ArgumentParser:
@@ -142,6 +181,31 @@ def _register_replay(subparsers: Any) -> argparse.ArgumentParser:
         "score only and subtracts lam * cost / cost_scale from each arm's index",
     )
     p.add_argument(
+        "--budget",
+        type=_budget_arg,
+        default=None,
+        metavar="FRACTION|USD",
+        help="keep this average spend per call: a fraction of the top-quality model's mean "
+        "cost per call (0.1, 10%%) or USD (0.0005usd); the router learns the score only",
+    )
+    p.add_argument(
+        "--budget-window",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="with --budget: the budget's window in calls (how quickly overspending is made "
+        "up; default 50)",
+    )
+    p.add_argument(
+        "--budget-change",
+        type=_budget_change,
+        action="append",
+        default=None,
+        metavar="CALL:FACTOR",
+        help="with --budget: from call CALL (0-based) on, the budget is FACTOR times the "
+        "initial one (repeatable), e.g. 1500:0.5",
+    )
+    p.add_argument(
         "--decay", type=decay_arg, default=None, help="the router's decay (default: none)"
     )
     p.add_argument(
@@ -186,9 +250,11 @@ def replay_command(args: argparse.Namespace) -> int:
         PlotUnavailableError,
         ProgressBar,
         areplay,
+        format_budget_report,
         format_report,
         load_dataset,
         load_priors,
+        plot_budget,
         plot_report,
         save_priors,
     )
@@ -199,6 +265,29 @@ def replay_command(args: argparse.Namespace) -> int:
         return 2
 
     policies = [p for group in (args.policy or [["klucb"]]) for p in group]
+    budget = args.budget
+    if budget is None and (args.budget_window is not None or args.budget_change):
+        return fail("--budget-window and --budget-change need --budget")
+    if budget is not None:
+        if args.lam or args.prices:
+            return fail(
+                "--budget learns the score only, with every model's cost known: --lam and "
+                "--prices do not apply"
+            )
+        budget = dataclasses.replace(
+            budget,
+            window=args.budget_window or budget.window,
+            changes=tuple(args.budget_change or ()),
+        )
+    learns_quality = args.prices or budget is not None
+    path: Literal["router", "engine"] = "engine" if args.engine else "router"
+    if budget is not None and path == "router":
+        print(
+            f"{PROG} replay: note: budgets replay through the Bandit engine (the router "
+            "takes no budget= yet)",
+            file=sys.stderr,
+        )
+        path = "engine"
     try:
         if args.plot:
             check_plotting()
@@ -206,7 +295,7 @@ def replay_command(args: argparse.Namespace) -> int:
         priors = None
         if args.priors:
             priors, learned = load_priors(args.priors)
-            expected = "quality" if args.prices else f"reward lam={args.lam:g}"
+            expected = "quality" if learns_quality else f"reward lam={args.lam:g}"
             if learned and learned != expected:
                 return fail(
                     f"{args.priors}: priors of the {learned}, but this replay learns the {expected}"
@@ -239,8 +328,9 @@ def replay_command(args: argparse.Namespace) -> int:
                 context_prior_weight=args.context_prior_weight,
                 decay=args.decay,
                 priors=priors,
-                path="engine" if args.engine else "router",
+                path=path,
                 progress=bar,
+                budget=budget,
             )
         )
     except (ValueError, RuntimeError) as exc:
@@ -248,9 +338,9 @@ def replay_command(args: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar.close()
-    print(format_report(report))
+    print(format_report(report) if budget is None else format_budget_report(report))
     if args.save_priors:
-        learned = "quality" if args.prices else f"reward lam={args.lam:g}"
+        learned = "quality" if learns_quality else f"reward lam={args.lam:g}"
         try:
             save_priors(args.save_priors, report.priors(), learned=learned, dataset=table.name)
         except OSError as exc:
@@ -258,7 +348,10 @@ def replay_command(args: argparse.Namespace) -> int:
         print(f"priors written to {args.save_priors}")
     if args.plot:
         try:
-            plot_report(report, args.plot)
+            if budget is None:
+                plot_report(report, args.plot)
+            else:
+                plot_budget(report, args.plot)
         except OSError as exc:
             return fail(f"{args.plot}: cannot write ({exc.strerror or exc})")
         print(f"plot written to {args.plot}")

@@ -41,6 +41,7 @@ MODULES = (
     "bandit_router.core.timeouts",
     "bandit_router.core.scoring",
     "bandit_router.core.observer",
+    "bandit_router.budget",
     "bandit_router.testing",
     "bandit_router.telemetry",
     "bandit_router.replay",

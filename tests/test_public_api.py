@@ -15,6 +15,7 @@ from types import ModuleType
 import pytest
 
 import bandit_router
+import bandit_router.budget
 import bandit_router.policies
 import bandit_router.stores
 
@@ -43,6 +44,23 @@ PINNED: dict[str, list[str]] = {
         "UnsupportedEventLoopError",
         "__version__",
     ],
+    "bandit_router.budget": [
+        "Allocation",
+        "Budget",
+        "BudgetChoice",
+        "BudgetWarning",
+        "DEFAULT_WINDOW",
+        "Ledger",
+        "Mixture",
+        "allocate",
+        "best_mixture",
+        "best_shared_mixture",
+        "choose",
+        "expected_costs",
+        "frontier",
+        "mixture",
+        "optimistic",
+    ],
     "bandit_router.policies": [
         "KLUCB",
         "Policy",
@@ -64,6 +82,7 @@ PINNED: dict[str, list[str]] = {
 }
 MODULES: dict[str, ModuleType] = {
     "bandit_router": bandit_router,
+    "bandit_router.budget": bandit_router.budget,
     "bandit_router.policies": bandit_router.policies,
     "bandit_router.stores": bandit_router.stores,
 }
@@ -89,7 +108,8 @@ def _documented_alias(obj: object, name: str) -> bool:
     for path in (ROOT / "bandit_router").rglob("*.py"):
         lines = path.read_text(encoding="utf-8").splitlines()
         for i, line in enumerate(lines):
-            if line.startswith(f"{name} = ") and i > 0 and lines[i - 1].startswith("#:"):
+            defines = line.startswith((f"{name} = ", f"{name}: "))  # annotated too (Final)
+            if defines and i > 0 and lines[i - 1].startswith("#:"):
                 return True
     return False
 
@@ -128,6 +148,14 @@ def test_policy_docstrings_give_the_formula_and_a_citation(name: str) -> None:
     assert doc is not None
     assert "Formula" in doc
     assert YEAR.search(doc), f"{name} cites no year"
+
+
+def test_budget_rule_gives_the_formula_and_a_citation() -> None:
+    doc = bandit_router.budget.__doc__
+    assert doc is not None
+    assert "maximise  sum_i p_i U_i" in doc
+    assert "Agrawal & Devanur" in doc
+    assert YEAR.search(doc)
 
 
 def test_every_exported_policy_class_is_checked() -> None:

@@ -17,12 +17,24 @@ Example::
     report = replay(load_dataset("routerbench"), ["klucb"], lam=1.0, seeds=10)
     for line in report.lines():
         print(line.label, round(line.pct_best, 2))
+
+Under a budget (10% of the top-quality model's mean cost per call; engine path)::
+
+    report = replay(table, budget=ReplayBudget(0.10), path="engine")
+    print(format_budget_report(report))
 """
 
 from __future__ import annotations
 
 from bandit_router.replay._arm import ReplayArm, replay_arms
-from bandit_router.replay._plot import PlotUnavailableError, plot_curves, plot_report
+from bandit_router.replay._budget import (
+    BudgetLine,
+    ReplayBudget,
+    budget_lines,
+    format_budget_report,
+    parse_budget,
+)
+from bandit_router.replay._plot import PlotUnavailableError, plot_budget, plot_curves, plot_report
 from bandit_router.replay._report import ProgressBar, format_report
 from bandit_router.replay._run import (
     POLICIES,
@@ -52,6 +64,7 @@ from bandit_router.replay._table import (
 __all__ = [
     "DATASETS",
     "POLICIES",
+    "BudgetLine",
     "DatasetError",
     "Line",
     "OutcomeTable",
@@ -59,8 +72,11 @@ __all__ = [
     "PolicyRun",
     "ProgressBar",
     "ReplayArm",
+    "ReplayBudget",
     "ReplayReport",
     "areplay",
+    "budget_lines",
+    "format_budget_report",
     "format_report",
     "known_costs",
     "learned_values",
@@ -68,6 +84,8 @@ __all__ = [
     "load_priors",
     "make_orders",
     "make_policy",
+    "parse_budget",
+    "plot_budget",
     "plot_curves",
     "plot_report",
     "read_frugalgpt",

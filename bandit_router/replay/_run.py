@@ -26,6 +26,7 @@ from bandit_router._stats import Prior
 from bandit_router.core._loops import run_on_portal
 from bandit_router.policies import KLUCB, UCB1, Policy, ThompsonSampling, UCBTuned
 from bandit_router.replay._arm import replay_arms
+from bandit_router.replay._budget import ReplayBudget, replay_order
 from bandit_router.replay._table import DatasetError, OutcomeTable
 
 __all__ = [
@@ -175,6 +176,7 @@ class ReplayReport:
         settings: The options of the run, for the report's header.
         learned: What the router learned for each cell (the clipped reward, or the score
             when costs are known).
+        budget: The budget the router kept, if any (``bandit_router.replay._budget``).
     """
 
     table: OutcomeTable
@@ -186,6 +188,7 @@ class ReplayReport:
     path: ReplayPath
     settings: dict[str, Any] = field(default_factory=dict)
     learned: list[list[float]] = field(default_factory=list)
+    budget: ReplayBudget | None = None
     _rewards: list[list[float]] | None = field(default=None, repr=False)
 
     @property
@@ -428,7 +431,26 @@ async def _replay_one(
     priors: Mapping[str, Prior] | None,
     path: ReplayPath,
     step: Callable[[], None],
+    budget: ReplayBudget | None = None,
 ) -> tuple[int, ...]:
+    if budget is not None:
+        if path != "engine":
+            raise RuntimeError(
+                "budget replays run through the engine until BanditRouterRunnable takes "
+                "budget=: use path='engine' (bandit-router replay --engine)"
+            )
+        return replay_order(
+            table,
+            rows,
+            budget,
+            policy=policy,
+            seed=seed,
+            context=context,
+            context_prior_weight=context_prior_weight,
+            decay=decay,
+            priors=priors,
+            step=step,
+        )
     col = {m: j for j, m in enumerate(table.models)}
     tasks = table.tasks
     ids = table.prompt_ids
@@ -502,10 +524,19 @@ async def areplay(
     priors: Mapping[str, Prior] | None = None,
     path: ReplayPath = "router",
     progress: Progress | None = None,
+    budget: ReplayBudget | None = None,
 ) -> ReplayReport:
     """Replay ``table`` with each policy over the same orders; see :func:`replay`."""
     if not (isinstance(lam, int | float) and math.isfinite(lam) and lam >= 0):
         raise ValueError(f"lam must be a finite number >= 0, got {lam!r}")
+    if budget is not None:
+        if lam or prices:
+            raise ValueError(
+                "a budget replay learns the score only, with the costs known: lam and prices "
+                "do not apply"
+            )
+        if not isinstance(budget, ReplayBudget):
+            raise ValueError(f"budget must be a ReplayBudget, got {budget!r}")
     if path not in ("router", "engine"):
         raise ValueError(f"path must be 'router' or 'engine', got {path!r}")
     if limit is not None and limit < 1:
@@ -517,7 +548,7 @@ async def areplay(
     if not pols:
         raise ValueError("at least one policy is needed")
     orders = make_orders(table, seed_list, order, limit)
-    learned = learned_values(table, lam, prices)
+    learned = learned_values(table, lam, prices or budget is not None)
     costs = known_costs(table, lam) if prices else None
     total = len(pols) * sum(len(o) for o in orders)
     done = 0
@@ -535,6 +566,12 @@ async def areplay(
             (" +context", context),
             (f" decay={decay:g}" if decay else "", decay is not None),
             (" +priors", bool(priors)),
+            (
+                f" budget={budget.amount:g}{'usd' if budget.unit == 'usd' else ''}"
+                if budget
+                else "",
+                budget is not None,
+            ),
         )
         if on
     )
@@ -557,6 +594,7 @@ async def areplay(
                     priors=priors,
                     path=path,
                     step=step,
+                    budget=budget,
                 )
             )
         runs.append(PolicyRun(pol.name + suffix, tuple(choices), time.perf_counter() - t0))
@@ -577,6 +615,7 @@ async def areplay(
             "limit": limit,
         },
         learned=learned,
+        budget=budget,
     )
 
 
@@ -595,6 +634,7 @@ def replay(
     priors: Mapping[str, Prior] | None = None,
     path: ReplayPath = "router",
     progress: Progress | None = None,
+    budget: ReplayBudget | None = None,
 ) -> ReplayReport:
     """Replay an outcome table through a real router, once per policy and seed.
 
@@ -627,6 +667,11 @@ def replay(
             the :class:`~bandit_router.Bandit` under it (same policies and store, no LangChain,
             about 10x faster).
         progress: Called as ``progress(done, total)`` after every step.
+        budget: Keep this average spend per call (:class:`ReplayBudget`) instead of trading
+            quality for cost with ``lam``: the router learns the score only, knows every model's
+            expected cost, and solves the optimistic LP of :mod:`bandit_router.budget`
+            (engine path only, until the router takes a budget). See
+            ``bandit_router.replay._budget.budget_lines`` for its figures.
 
     Returns:
         The report: results table, curves, and the priors learned.
@@ -649,6 +694,7 @@ def replay(
         priors=priors,
         path=path,
         progress=progress,
+        budget=budget,
     )
     try:
         asyncio.get_running_loop()
