@@ -1363,6 +1363,16 @@ def _inert() -> bool:
     ``OTEL_PYTHON_*_PROVIDER`` variable names a provider), the API hands out its own proxies;
     an SDK's or a vendor's provider is a class from another package.
     """
-    return type(trace.get_tracer_provider()).__module__.startswith(_API_MODULES) and type(
-        metrics.get_meter_provider()
-    ).__module__.startswith(_API_MODULES)
+    tracing = type(trace.get_tracer_provider())
+    meters = type(metrics.get_meter_provider())
+    answer = _INERT_BY_TYPES.get((tracing, meters))
+    if answer is None:
+        answer = tracing.__module__.startswith(_API_MODULES) and meters.__module__.startswith(
+            _API_MODULES
+        )
+        _INERT_BY_TYPES[(tracing, meters)] = answer
+    return answer
+
+
+# The answer depends on the providers' classes only, which are few: remembered per pair.
+_INERT_BY_TYPES: dict[tuple[type, type], bool] = {}
