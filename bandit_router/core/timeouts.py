@@ -219,28 +219,29 @@ class _Wait:
         return self
 
     def _fire(self) -> None:
-        assert self._loop is not None
-        self._fired_at = self._loop.time()
+        loop = self._loop
+        if loop is None:  # pragma: no cover (the handle is cancelled with the wait)
+            return
+        self._fired_at = loop.time()
         self._handle = None
         # Measure the loop's queueing delay too: how long a callback scheduled now waits.
-        self._loop.call_soon(self._confirm)
+        loop.call_soon(self._confirm)
 
     def _confirm(self) -> None:
-        assert self._loop is not None and self._beat is not None
-        cm = self._cm
-        if cm is None or self.expired:
-            return
-        now = self._loop.time()
+        cm, beat, loop = self._cm, self._beat, self._loop
+        if cm is None or beat is None or loop is None or self.expired:
+            return  # the wait ended before this check ran
+        now = loop.time()
         # The loop's time behind since the attempt started, and how long this very check
         # waited in its queue: neither is the arm's; what was already granted is not again.
         queued = now - self._fired_at
-        behind = self._beat.behind - self._behind0 + (queued if queued > _SLACK else 0.0)
+        behind = beat.behind - self._behind0 + (queued if queued > _SLACK else 0.0)
         owed = behind - self._moved
         limit = self._limit or 0.0
         if owed > LAG_MIN and self._moved < MAX_EXTENSION * limit:
             owed = min(owed, MAX_EXTENSION * limit - self._moved)
             self._moved += owed
-            self._handle = self._loop.call_at(now + owed, self._fire)
+            self._handle = loop.call_at(now + owed, self._fire)
             return
         self.expired = True
         cm.reschedule(now)  # expire now: asyncio cancels the task and turns it into TimeoutError
