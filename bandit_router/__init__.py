@@ -8,7 +8,6 @@ concurrency-aware selection and pluggable state stores.
 from __future__ import annotations
 
 from bandit_router._bandit import Bandit, Decision
-from bandit_router.langchain.chat_model import ChatBanditRouter
 from bandit_router._engine import PendingDecision, Selection
 from bandit_router._errors import (
     AllArmsFailedError,
@@ -23,9 +22,10 @@ from bandit_router._errors import (
     UnknownDecisionError,
     UnsupportedEventLoopError,
 )
-from bandit_router.langchain.runnable import BanditRouterRunnable
 from bandit_router._stats import ArmStatistics, Prior
 from bandit_router._version import __version__
+from bandit_router.langchain.chat_model import ChatBanditRouter
+from bandit_router.langchain.runnable import BanditRouterRunnable
 
 __all__ = [
     "AllArmsFailedError",

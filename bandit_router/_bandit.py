@@ -316,7 +316,6 @@ class Bandit:
         """Expire every overdue pending decision now; return how many."""
         return await self.store.expire(self.name, self.engine.rules, self._clock())
 
-
     # --- sync faces (the routers' sync faces call these from the caller's thread) ----------
 
     def choose_sync(
@@ -371,7 +370,7 @@ def _run(bandit: Bandit, coro: Coroutine[Any, Any, T]) -> T:
             return done.value  # type: ignore[no-any-return]
         coro.close()
         raise RuntimeError("bandit-router: an in-memory store operation suspended")
-    from bandit_router.core._loops import run_on_portal  # noqa: PLC0415
+    from bandit_router.core._loops import run_on_portal
 
     return run_on_portal(coro)
 

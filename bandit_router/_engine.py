@@ -299,8 +299,11 @@ class Engine:
         return Outcome(reward=None, learn=self.failure_reward, failure=True)
 
     def rate_limit_outcome(self) -> Outcome:
-        """Return the outcome of a rate-limited attempt: a failure, learned only if
-        ``rate_limit_reward`` is set (a rate limit is about capacity, not quality)."""
+        """Return the outcome of a rate-limited attempt.
+
+        A failure, learned only if ``rate_limit_reward`` is set: a rate limit is about
+        capacity, not quality.
+        """
         return Outcome(reward=None, learn=self.rate_limit_reward, failure=True)
 
     # --- selection -----------------------------------------------------------------------

@@ -78,4 +78,3 @@ class UnsupportedEventLoopError(BanditRouterError, RuntimeError):
     trio, call the sync face in a worker thread: ``await trio.to_thread.run_sync(router.invoke,
     x)``; the :class:`~bandit_router.Bandit` under the router works on trio itself.
     """
-

@@ -156,8 +156,11 @@ class Evaluator:
 
     @property
     def mode(self) -> str:
-        """How ``fn`` runs: ``"async"``, ``"inline"`` (sync, always direct), ``"thread"`` (sync,
-        always in a worker thread) or ``"auto"`` (sync: timed, then direct if quick)."""
+        """How ``fn`` runs.
+
+        ``"async"``, ``"inline"`` (sync, always direct), ``"thread"`` (sync, always in a worker
+        thread) or ``"auto"`` (sync: timed, then direct if quick).
+        """
         return self._mode
 
     def wanted(self) -> frozenset[str] | None:

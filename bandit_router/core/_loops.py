@@ -9,8 +9,9 @@ portal loop for sync callers that have no loop of their own.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
@@ -76,7 +77,7 @@ class Background:
                 self._tasks.add(task)
             task.add_done_callback(self._task_done)
             return
-        import trio  # noqa: PLC0415 (only under trio, which is not a dependency)
+        import trio
 
         trio.lowlevel.spawn_system_task(make)
 
@@ -117,7 +118,7 @@ class Background:
             if mine:
                 await asyncio.wait(mine)
             if futures or others:
-                import anyio.to_thread  # noqa: PLC0415
+                import anyio.to_thread
 
                 await anyio.to_thread.run_sync(_wait_all, futures, others)
 
@@ -134,10 +135,9 @@ class Background:
 
 def _wait_all(futures: list[Future[Any]], tasks: list[asyncio.Task[Any]]) -> None:
     for future in futures:
-        try:
+        # The job logged its own failure: waiting is all that is wanted here.
+        with contextlib.suppress(BaseException):
             future.result()
-        except BaseException:  # noqa: BLE001, S110 (the job logged its own failure)
-            pass
     for task in tasks:
         done = threading.Event()
         loop = task.get_loop()
@@ -153,10 +153,3 @@ def _when_done(task: asyncio.Task[Any], done: threading.Event) -> None:
         done.set()
     else:
         task.add_done_callback(lambda _: done.set())
-
-
-async def maybe_await(value: Awaitable[T] | T) -> T:
-    """Await ``value`` if it is awaitable (helper for callables that may be either)."""
-    if isinstance(value, Awaitable):
-        return await value  # type: ignore[no-any-return]
-    return value

@@ -39,7 +39,7 @@ def _status(exc: BaseException) -> int | None:
 
 
 def is_rate_limit(exc: BaseException) -> bool:
-    """Return whether ``exc`` says the arm is over its rate limit (HTTP 429 or a ``RateLimit`` error).
+    """Return whether ``exc`` says the arm is over its rate limit (HTTP 429, ``RateLimit...``).
 
     A rate limit is a statement about the arm's capacity, not about the quality of its
     answers: the router puts the arm on a cooldown and, by default, learns nothing from it.
@@ -85,7 +85,7 @@ def retry_after(exc: BaseException, *, now: float | None = None) -> float | None
     headers = getattr(getattr(exc, "response", None), "headers", None)
     if headers is None:
         headers = getattr(exc, "headers", None)
-    if not isinstance(headers, Mapping) and not hasattr(headers, "get"):
+    if headers is None or (not isinstance(headers, Mapping) and not hasattr(headers, "get")):
         return None
     try:
         ms = headers.get("retry-after-ms")

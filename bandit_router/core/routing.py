@@ -63,7 +63,7 @@ from bandit_router._errors import (
 from bandit_router._stats import Outcome
 from bandit_router.core.failures import is_rate_limit, is_transient, retry_after
 from bandit_router.core.observer import AttemptObserver, RouteObserver
-from bandit_router.core.scoring import Scorer, ScoreJob
+from bandit_router.core.scoring import ScoreJob, Scorer
 from bandit_router.core.timeouts import AttemptTimer
 
 __all__ = ["DEGRADED_STORE", "ArmCalls", "Cooldowns", "Request", "RouteSettings", "Router"]
@@ -321,9 +321,7 @@ class Router:
                 out = yield from self._attempts(arm, r)
             except Exception as exc:
                 errors[arm] = exc
-                logger.warning(
-                    "bandit_router: arm %r failed: %s", arm, self._describe(exc)
-                )
+                logger.warning("bandit_router: arm %r failed: %s", arm, self._describe(exc))
                 outcome = self._outcome(exc)
                 left = len(errors) < len(self.arms)
                 if self.settings.fallback and pinned is None and left:
@@ -349,8 +347,10 @@ class Router:
     def _reroute(
         self, decision: Decision, exclude: tuple[str, ...], outcome: Outcome, r: Request
     ) -> Generator[_Step, Any, Decision | None]:
-        """Move the decision to the next-best arm; ``None`` if the store failed (the call
-        then goes on without learning; the old decision expires in the store)."""
+        """Move the decision to the next-best arm; ``None`` if the store failed.
+
+        Without the store the call goes on without learning; the old decision expires there.
+        """
         new: Decision | None
         try:
             try:
@@ -533,9 +533,7 @@ class Router:
         if type(step) is _Reroute:
             return await bandit.reroute(step.decision, exclude=step.exclude, outcome=step.outcome)
         if type(step) is _Observe:
-            return await bandit.record_failure(
-                step.arm, context=step.context, outcome=step.outcome
-            )
+            return await bandit.record_failure(step.arm, context=step.context, outcome=step.outcome)
         if type(step) is _Fail:
             return await bandit.fail(step.decision.decision_id, outcome=step.outcome)
         assert type(step) is _Sleep
@@ -781,7 +779,7 @@ class Router:
 
 
 def _fresh_id(old: str) -> str:
-    import uuid  # noqa: PLC0415
+    import uuid
 
     return f"{old}:{uuid.uuid4().hex[:8]}"
 
@@ -804,5 +802,3 @@ async def _aclose(it: Any) -> None:
     if aclose is not None:
         with anyio.CancelScope(shield=True):
             await aclose()
-
-

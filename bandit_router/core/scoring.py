@@ -25,6 +25,7 @@ the limiter until it returns.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import threading
@@ -166,8 +167,11 @@ class Scorer:
     # --- entry points ------------------------------------------------------------------------
 
     async def submit(self, job: ScoreJob) -> None:
-        """Score ``job`` after the answer: at once if the evaluator is quick, else in the
-        background of the current event loop. Never raises for the evaluator's sake."""
+        """Score ``job`` after the answer.
+
+        At once if the evaluator is quick, else in the background of the current event loop.
+        Never raises for the evaluator's sake.
+        """
         if self._sync_mode == "direct":
             score = self._call_direct(job)
             if score is not None:
@@ -296,16 +300,13 @@ class Scorer:
         job.observer.reward(score, self.name, elapsed_s=elapsed)
 
     async def _release(self, job: ScoreJob) -> None:
-        try:
+        # Expired meanwhile, or the store is down: nothing left to free here.
+        with contextlib.suppress(UnknownDecisionError, StoreError):
             await self._settler.release(job.decision_id)
-        except (UnknownDecisionError, StoreError):
-            pass  # expired meanwhile, or the store is down: nothing left to free here
 
     def _release_sync(self, job: ScoreJob) -> None:
-        try:
+        with contextlib.suppress(UnknownDecisionError, StoreError):
             self._settle_sync(job.decision_id, None)
-        except (UnknownDecisionError, StoreError):
-            pass
 
     def _failed(self, job: ScoreJob, exc: BaseException, elapsed: float) -> None:
         with self._lock:
@@ -330,12 +331,12 @@ def _timed(evaluator: Evaluator, arguments: Mapping[str, Any], spent: list[float
 
 def _backend_key() -> int:
     """One limiter per event loop: anyio's primitives belong to the loop that made them."""
-    from bandit_router.core._loops import asyncio_loop  # noqa: PLC0415
+    from bandit_router.core._loops import asyncio_loop
 
     loop = asyncio_loop()
     if loop is not None:
         return id(loop)
-    import trio  # noqa: PLC0415
+    import trio
 
     return id(trio.lowlevel.current_root_task())
 
@@ -358,4 +359,3 @@ def _store_failed(job: ScoreJob, exc: StoreError) -> None:
         job.arm,
         type(exc).__name__,
     )
-

@@ -46,7 +46,7 @@ MAX_EXTENSION: Final = 3.0
 class _Heartbeat:
     """How far behind its timers one event loop has run, in all: the lateness of its beats."""
 
-    __slots__ = ("_handle", "_loop", "_when", "behind", "users", "__weakref__")
+    __slots__ = ("__weakref__", "_handle", "_loop", "_when", "behind", "users")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -100,7 +100,9 @@ class AttemptTimeoutError(TimeoutError):
         attempt: The attempt's number on the arm, from 1.
     """
 
-    def __init__(self, arm: str, limit: float, attempt: int, what: str, name: str = "timeout") -> None:
+    def __init__(
+        self, arm: str, limit: float, attempt: int, what: str, name: str = "timeout"
+    ) -> None:
         super().__init__(f"arm {arm!r} gave no {what} within {name}={limit} s (attempt {attempt})")
         self.arm = arm
         self.limit = limit

@@ -83,7 +83,9 @@ def nobody_listens(config: RunnableConfig) -> bool:
     return True
 
 
-def _bound_model(arm: Runnable[Any, Any]) -> tuple[Runnable[Any, Any], list[RunnableBinding[Any, Any]]]:
+def _bound_model(
+    arm: Runnable[Any, Any],
+) -> tuple[Runnable[Any, Any], list[RunnableBinding[Any, Any]]]:
     """The runnable behind plain bindings (``bind``, ``bind_tools``, ``with_config``)."""
     chain: list[RunnableBinding[Any, Any]] = []
     while (
@@ -131,6 +133,7 @@ class QuietRun:
         self._shared: RunnableConfig | None = None
 
     def __call__(self, arm: str, attempt: int) -> RunnableConfig:
+        """The config of one attempt on ``arm``."""
         if arm in self._quiet:
             if self._shared is None:
                 config = self._config
@@ -155,9 +158,7 @@ class QuietRun:
         return child_config(self._config, self._manager, arm, attempt)
 
 
-def child_config(
-    config: RunnableConfig, manager: Any, arm: str, attempt: int
-) -> RunnableConfig:
+def child_config(config: RunnableConfig, manager: Any, arm: str, attempt: int) -> RunnableConfig:
     """``config`` for one attempt: a child run of ``manager``'s, tagged with arm and attempt."""
     child = manager.get_child()
     child.add_tags([f"bandit_router:arm:{arm}", f"retry:attempt:{attempt}"], inherit=False)
@@ -218,15 +219,18 @@ def without_client_retries(
     if aroot is not None and hasattr(aroot, "with_options"):
         update["root_async_client"] = aroot = _client_copy(aroot, timeout)
         update["async_client"] = aroot.chat.completions
-    twin: Runnable[Any, Any] = model.model_copy(update=update)  # type: ignore[assignment]
+    twin: Runnable[Any, Any] = model.model_copy(update=update)
     for binding in reversed(chain):
         twin = binding.model_copy(update={"bound": twin})
     return twin
 
 
 def client_attempts(arms: Mapping[str, Runnable[Any, Any]], max_attempts: int) -> dict[str, int]:
-    """Router attempts per arm: one for arms whose client retries by itself (and cannot be
-    made not to), so the client's retries are the rest of the arm's attempts."""
+    """Router attempts per arm, where fewer than ``max_attempts``.
+
+    One for arms whose client retries by itself (and cannot be made not to): the client's
+    retries are the rest of the arm's attempts.
+    """
     out: dict[str, int] = {}
     for name, arm in arms.items():
         model, _ = _bound_model(arm)
@@ -310,8 +314,8 @@ class ArmInvoker:
         "_kwargs",
         "_post",
         "_prepare",
-        "_score_extra",
         "_raw",
+        "_score_extra",
         "_usage_streams",
         "raw_usage",
     )
@@ -352,7 +356,9 @@ class ArmInvoker:
 
     def invoke(self, arm: str, attempt: int) -> Any:
         """Call the arm's sync ``invoke``."""
-        out = self._runnable(arm).invoke(self._input, self._child_config(arm, attempt), **self._kwargs)
+        out = self._runnable(arm).invoke(
+            self._input, self._child_config(arm, attempt), **self._kwargs
+        )
         return self._done(out)
 
     async def ainvoke(self, arm: str, attempt: int) -> Any:
@@ -417,7 +423,7 @@ class ArmInvoker:
         error = chunk.get("parsing_error")
         if error is not None:
             raise error if isinstance(error, BaseException) else ValueError(str(error))
-        return chunk["parsed"] if "parsed" in chunk else _SKIP
+        return chunk.get("parsed", _SKIP)
 
     def score_arguments(self, output: Any, arm: str, latency_s: float) -> Mapping[str, Any]:
         """What the evaluator may ask for about this answer."""

@@ -39,8 +39,12 @@ from bandit_router.langchain.arms import ArmInvoker
 from bandit_router.langchain.options import DEFAULT_NAME, RouterOptions
 from bandit_router.langchain.runnable import BanditRouterRunnable, arm_method, require_asyncio
 
-try:  # time-ordered run ids, as LangChain's own runs have (langchain-core >= 0.3.?)
-    from langchain_core.utils.uuid import uuid7 as _uuid7
+try:  # time-ordered run ids, as LangChain's own runs have
+    from langchain_core.utils.uuid import uuid7 as _lc_uuid7
+
+    def _uuid7() -> uuid.UUID:
+        return _lc_uuid7()
+
 except ImportError:  # pragma: no cover (an older langchain-core: random ids)
     _uuid7 = uuid.uuid4
 
@@ -95,8 +99,11 @@ class _Parent:
 
 
 def _streams(handler: BaseCallbackHandler) -> bool:
-    """Whether ``handler`` streams tokens out (``astream_events``, ``astream_log``, LangGraph's
-    message stream): it taps outputs, or takes the v2 stream events."""
+    """Whether ``handler`` streams tokens out.
+
+    ``astream_events``, ``astream_log`` and LangGraph's message stream tap outputs, or take the
+    v2 stream events.
+    """
     if hasattr(handler, "tap_output_aiter") or hasattr(handler, "tap_output_iter"):
         return True
     # LangChain marks v2 stream consumers with a private base class: recognised by its name
@@ -270,8 +277,7 @@ class ChatBanditRouter(RouterOptions, BaseChatModel):
             attempts = kwargs.get("max_attempts")
             if attempts is not None and attempts != retries + 1:
                 raise ConfigurationError(
-                    f"max_retries={retries} contradicts max_attempts={attempts}: "
-                    "give one of them"
+                    f"max_retries={retries} contradicts max_attempts={attempts}: give one of them"
                 )
             kwargs["max_attempts"] = retries + 1
         for label in ("temperature", "max_tokens"):
@@ -726,7 +732,7 @@ class ChatBanditRouter(RouterOptions, BaseChatModel):
 
 
 def _parsed(output: Any) -> Any:
-    """The parsed part of an ``include_raw=True`` structured output; a parsing error is the arm's."""
+    """The parsed part of an ``include_raw=True`` output; a parsing error is the arm's."""
     if isinstance(output, Mapping) and "parsed" in output:
         error = output.get("parsing_error")
         if error is not None:

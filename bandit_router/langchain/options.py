@@ -27,7 +27,7 @@ from bandit_router._engine import DEFAULT_MAX_PENDING, DEFAULT_PENDING_TTL
 from bandit_router._errors import ConfigurationError
 from bandit_router._stats import Prior
 from bandit_router.core.failures import is_transient
-from bandit_router.core.routing import Cooldowns, RouteSettings, Router
+from bandit_router.core.routing import Cooldowns, Router, RouteSettings
 from bandit_router.core.scoring import (
     DEFAULT_EVALUATOR_CONCURRENCY,
     DEFAULT_EVALUATOR_TIMEOUT,
@@ -121,9 +121,9 @@ _CHECKS: Final[Mapping[str, Callable[[object], None]]] = {
     "costs": lambda v: _check_mapping("costs", v),
     "reward": lambda v: _callable("reward", v, optional=True),
     "context_key": lambda v: _callable("context_key", v, optional=True),
-    "context_prior_weight": lambda v: None
-    if v is None
-    else _seconds("context_prior_weight", v, optional=True, zero=True),
+    "context_prior_weight": lambda v: (
+        None if v is None else _seconds("context_prior_weight", v, optional=True, zero=True)
+    ),
     "max_attempts": lambda v: _integer("max_attempts", v, 1),
     "timeout": lambda v: _seconds("timeout", v, optional=True),
     "stall_timeout": lambda v: _seconds("stall_timeout", v, optional=True),
@@ -250,9 +250,7 @@ class RouterOptions(BaseModel):
             bad = unknown[0]
             close = difflib.get_close_matches(bad, sorted(known), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ConfigurationError(
-                f"{type(self).__name__} got an unknown argument {bad!r}{hint}"
-            )
+            raise ConfigurationError(f"{type(self).__name__} got an unknown argument {bad!r}{hint}")
         if "arms" in kwargs:
             kwargs["arms"] = _coerce_arms(kwargs["arms"])
         for key, value in kwargs.items():
@@ -301,7 +299,9 @@ class RouterOptions(BaseModel):
         )
         scorer = None
         if self.reward is not None:
-            evaluator = self.reward if isinstance(self.reward, Evaluator) else Evaluator(self.reward)
+            evaluator = (
+                self.reward if isinstance(self.reward, Evaluator) else Evaluator(self.reward)
+            )
             _check_prices(self.reward, self.arms)
             scorer = Scorer(
                 evaluator,
@@ -311,7 +311,7 @@ class RouterOptions(BaseModel):
                 concurrency=self.evaluator_concurrency,
                 name=evaluator_name(evaluator.fn),
             )
-        from bandit_router.langchain.arms import client_attempts  # noqa: PLC0415
+        from bandit_router.langchain.arms import client_attempts
 
         settings = RouteSettings(
             max_attempts=self.max_attempts,
@@ -376,7 +376,7 @@ class Live:
         post: Callable[[Any], Any] | None = None,
     ) -> Live:
         """The live parts of a router over ``arms`` (its own, or derived from another's)."""
-        from bandit_router.langchain.arms import (  # noqa: PLC0415
+        from bandit_router.langchain.arms import (
             callable_arms,
             streams_usage,
             unobserved,
@@ -433,7 +433,7 @@ def _check_prices(reward: object, arms: Mapping[str, object]) -> None:
 def _configuration_error(exc: ValidationError) -> ConfigurationError:
     """Name the first bad argument pydantic found (or unwrap our own error)."""
     errors = exc.errors()
-    first = errors[0] if errors else {}
+    first: Mapping[str, Any] = errors[0] if errors else {}
     cause = first.get("ctx", {}).get("error")
     if isinstance(cause, ConfigurationError):
         return cause

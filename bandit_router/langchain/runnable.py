@@ -358,7 +358,9 @@ class BanditRouterRunnable(RouterOptions, RunnableSerializable[Any, Any]):
 
     def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> BanditRouterRunnable:
         """Return a router over each arm's ``bind_tools(tools, **kwargs)``, sharing learning."""
-        return self._derive({n: arm_method(a, "bind_tools", n, tools, **kwargs) for n, a in self.arms.items()})
+        return self._derive(
+            {n: arm_method(a, "bind_tools", n, tools, **kwargs) for n, a in self.arms.items()}
+        )
 
     def with_structured_output(self, schema: Any, **kwargs: Any) -> BanditRouterRunnable:
         """Return a router over each arm's ``with_structured_output``, sharing learning."""

@@ -20,14 +20,14 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from bandit_router._bandit import Bandit
-from bandit_router.langchain.runnable import BanditRouterRunnable
-from bandit_router.rewards import inline
 from bandit_router._stats import Prior
 from bandit_router.core._loops import run_on_portal
+from bandit_router.langchain.runnable import BanditRouterRunnable
 from bandit_router.policies import KLUCB, UCB1, Policy, ThompsonSampling, UCBTuned
 from bandit_router.replay._arm import replay_arms
 from bandit_router.replay._budget import ReplayBudget, replay_order
 from bandit_router.replay._table import DatasetError, OutcomeTable
+from bandit_router.rewards import inline
 
 __all__ = [
     "POLICIES",

@@ -232,6 +232,7 @@ async def test_each_arm_binds_the_tools_itself_on_each_call() -> None:
     assert a.bound
     assert b.bound
     # The bound router is the router: the statistics moved together.
+    await router.aclose()  # the rewards are scored after the answers
     stats = await router.astatistics()
     assert sum(s.pulls for s in stats.values()) == 6
 
@@ -264,6 +265,7 @@ async def test_structured_output_shares_learning(method: str) -> None:
     if isinstance(out, Answer):
         assert out.value == 42
     await router.ainvoke("hi")
+    await router.aclose()  # the rewards are scored after the answers
     stats = await router.astatistics()
     assert sum(s.pulls for s in stats.values()) == 2
 

@@ -21,7 +21,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk
 from langchain_core.runnables import RunnableLambda
 from pydantic import PrivateAttr
 
-from bandit_router import AllArmsFailedError, Bandit, BanditRouterRunnable, StoreError
+from bandit_router import AllArmsFailedError, Bandit, BanditRouterRunnable
 from bandit_router.testing import FakeArm, FakeArmError, is_right
 
 from ._support import MARK, FaultyStore, Otel, Stores, loop_errors, registry_sizes
@@ -143,9 +143,7 @@ GARBAGE: list[Any] = [
 ]
 
 
-def good_answer(
-    out: Any, arms: set[str], produced: list[Any], *, unrouted: bool = False
-) -> bool:
+def good_answer(out: Any, arms: set[str], produced: list[Any], *, unrouted: bool = False) -> bool:
     """An answer the caller may rightly get: a routed message, or the malformed arm's own.
 
     With ``unrouted``, also an arm's message that carries no decision (the store refused to

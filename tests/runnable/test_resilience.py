@@ -141,6 +141,7 @@ async def test_abatch_of_1000_honours_max_concurrency() -> None:
     out = await router.abatch(list(range(1000)), config={"max_concurrency": 8})
     assert out == [x * 2 for x in range(1000)]
     assert 1 < peak <= 8
+    await router.aclose()  # the rewards are scored after the answers
     stats = await router.astatistics()
     assert sum(s.pulls for s in stats.values()) == 1000
     assert sum(s.in_flight for s in stats.values()) == 0
