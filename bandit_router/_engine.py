@@ -11,7 +11,8 @@ import math
 import random
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, fields
-from operator import sub, truediv
+from itertools import compress, repeat
+from operator import le, sub, truediv
 from typing import Any, Final
 
 from bandit_router._errors import ConfigurationError, UnknownArmError
@@ -23,7 +24,16 @@ from bandit_router._stats import (
     check_decay,
     check_reward,
 )
-from bandit_router.policies import KLUCB, UCB1, Policy, RewardTransform, ThompsonSampling, UCBTuned
+from bandit_router.policies import (
+    KLUCB,
+    UCB1,
+    BoundedPolicy,
+    IndexBounds,
+    Policy,
+    RewardTransform,
+    ThompsonSampling,
+    UCBTuned,
+)
 
 __all__ = ["DEFAULT_MAX_PENDING", "DEFAULT_PENDING_TTL", "Engine", "PendingDecision", "Rules"]
 
@@ -92,7 +102,11 @@ class Selection:
         indices: The policy's index per arm (less its known cost, when the engine has
             ``costs``): ``inf`` for untried arms, ``nan`` for excluded
             arms and, while untried arms remain, for every tried arm (no index is computed
-            until every arm has been tried).
+            until every arm has been tried). Under a policy with exact pruning
+            (:class:`~bandit_router.policies.BoundedPolicy`, such as the default ``KLUCB()``)
+            the indices of the arms that could not win were not needed for the choice: they
+            are computed when this field is first read, from the statistics of the choice, and
+            are the same numbers the full computation gives.
         means: Each arm's estimated mean (``None`` without data or prior); calls in flight
             do not change it.
         pulls: Raw completed pulls per arm.
@@ -116,6 +130,64 @@ class Selection:
 # the slots through their descriptors instead: the same object with the same fields.
 _SELECTION_SETTERS: Final[tuple[Any, ...]] = tuple(
     Selection.__dict__[f.name].__set__ for f in fields(Selection)
+)
+_INDICES_SLOT: Final[Any] = Selection.__dict__["indices"]
+
+
+class _Pruned:
+    """The indices of a pruned selection, until they are read (see ``Selection.indices``).
+
+    Holds what the choice was made from: the policy's bounds (with the statistics of the
+    moment), the exact indices already computed, the allowed arms and the costs.
+    """
+
+    __slots__ = ("bounds", "costs", "keep", "known", "size")
+
+    def __init__(
+        self,
+        bounds: IndexBounds,
+        known: dict[int, float],
+        keep: list[int] | None,
+        costs: tuple[float, ...] | None,
+        size: int,
+    ) -> None:
+        self.bounds = bounds
+        self.known = known
+        self.keep = keep
+        self.costs = costs
+        self.size = size
+
+    def materialize(self) -> tuple[float, ...]:
+        """Return every arm's index, as the full computation reports them."""
+        out = [math.nan] * self.size
+        known, exact, keep, costs = self.known, self.bounds.exact, self.keep, self.costs
+        for j in range(len(self.bounds.upper)):
+            v = known.get(j)
+            if v is None:
+                v = exact(j)
+            i = j if keep is None else keep[j]
+            out[i] = v if costs is None else v - costs[i]
+        return tuple(out)
+
+
+def _read_indices(sel: Selection) -> tuple[float, ...]:
+    value = _INDICES_SLOT.__get__(sel, Selection)
+    if type(value) is _Pruned:
+        value = value.materialize()
+        _INDICES_SLOT.__set__(sel, value)
+    return value  # type: ignore[no-any-return]
+
+
+# The indices field reads through this property, which fills a pruned selection's indices on
+# first use; everything else about the dataclass (init, eq, repr, replace, pickling) is as is.
+setattr(  # noqa: B010 - assigning the attribute directly would shadow the declared field type
+    Selection,
+    "indices",
+    property(
+        _read_indices,
+        _INDICES_SLOT.__set__,
+        doc="The policy's index per arm (see the class docstring); filled on first read.",
+    ),
 )
 
 
@@ -181,6 +253,7 @@ class Engine:
     """
 
     __slots__ = (
+        "_bounded",
         "_learn",
         "arms",
         "costs",
@@ -253,6 +326,7 @@ class Engine:
         self.rng = random.Random(seed)
         self.costs: tuple[float, ...] | None = _check_costs(costs, names)
         self._learn = policy.learn if isinstance(policy, RewardTransform) else None
+        self._bounded = policy if isinstance(policy, BoundedPolicy) else None
 
     # --- outcomes ------------------------------------------------------------------------
 
@@ -321,7 +395,8 @@ class Engine:
         # the same random draws as the general path.
         decay = self.decay
         policy = self.policy
-        if use is not None or (decay is not None and decay != 1.0):
+        fresh = use is not None or (decay is not None and decay != 1.0)
+        if fresh:
             n, s, q = state.discounted(decay, use)
         elif type(policy) in _READ_ONLY_POLICIES:  # they never modify their arguments
             n, s, q = state.n, state.total, state.total_sq
@@ -330,6 +405,27 @@ class Engine:
         if min(n) <= 0.0:  # an arm to try first
             return self._select_general(state, exclude, use)
         rng = self.rng
+        costs = self.costs
+        idx: Any
+        bounded = self._bounded
+        if bounded is not None:
+            if not fresh:  # the pruned indices are filled later: they need their own lists
+                n, s, q = n.copy(), s.copy(), q.copy()
+            pick = self._choose_pruned(bounded, n, s, q, None)
+            if pick is not None:
+                chosen, idx = pick
+                means = list(map(truediv, s, n))
+                net = means if costs is None else list(map(sub, means, costs))
+                return _selection(
+                    self.arms[chosen],
+                    self.arms,
+                    idx,
+                    tuple(means),
+                    tuple(state.pulls),
+                    tuple(flights),
+                    net[chosen] < max(net),
+                    policy.name,
+                )
         idx = policy.indices(n, s, q, math.fsum(n), rng)
         if type(idx) is not list:
             idx = list(idx)
@@ -338,7 +434,6 @@ class Engine:
             raise ValueError(f"policy {policy.name!r} returned {len(idx)} indices for {k} arms")
         means = list(map(truediv, s, n))
         net = means
-        costs = self.costs
         if costs is not None:
             idx = list(map(sub, idx, costs))
             net = list(map(sub, means, costs))
@@ -356,6 +451,89 @@ class Engine:
             net[chosen] < max(net),
             policy.name,
         )
+
+    def _choose_pruned(
+        self,
+        policy: BoundedPolicy,
+        n: list[float],
+        s: list[float],
+        q: list[float],
+        keep: list[int] | None,
+    ) -> tuple[int, _Pruned] | None:
+        """Choose among the allowed arms by exact pruning; ``None``: use the full computation.
+
+        ``n``, ``s``, ``q`` are the allowed arms' statistics (lists the engine never touches
+        again) and ``keep`` their positions (``None``: every arm). The choice, ties and the
+        random draw that breaks them included, is the full computation's: an arm is skipped
+        only when its index is certainly below the best index found (less costs), and every
+        arm whose index equals the best is computed exactly and joins the draw.
+        """
+        bounds = policy.index_bounds(n, s, q, math.fsum(n))
+        upper, lower = raw_upper, raw_lower = bounds.upper, bounds.lower
+        size = len(n)
+        if len(upper) != size or len(lower) != size:
+            name = self.policy.name
+            raise ValueError(f"policy {name!r} returned bounds of the wrong length for {size} arms")
+        costs = self.costs
+        cs = costs if costs is None or keep is None else [costs[i] for i in keep]
+        if cs is not None:
+            upper = list(map(sub, upper, cs))  # rounding is monotone: still bounds
+            lower = list(map(sub, lower, cs))
+        floor = max(lower)  # the best index is at least this
+        if floor != floor:  # a NaN bound: leave the policy's quirks to the full computation
+            return None
+        # Only the arms whose upper bound reaches the floor can win or tie.
+        rivals = list(compress(range(size), map(le, repeat(floor, size), upper)))
+        known: dict[int, float] = {}  # exact indices (before costs)
+        best = -math.inf  # the best of them, less costs
+        todo = []
+        for j in rivals:
+            e = raw_upper[j]
+            if raw_lower[j] == e:  # the bounds meet: that is the index
+                known[j] = e
+                u = upper[j]
+                if u > best:
+                    best = u
+            else:
+                todo.append(j)
+        if best > floor:
+            floor = best
+        if todo:
+            # The arms certainly below the floor are dropped in one batch, the others taken
+            # most promising first (a high best early stops the loop early).
+            if cs is None:
+                todo = bounds.keep(todo, [floor] * len(todo))
+            else:
+                todo = bounds.keep(todo, [_threshold(floor, cs[j]) for j in todo])
+            if len(todo) > 1:
+                todo.sort(key=upper.__getitem__, reverse=True)
+            tested = floor
+            exact, survivors = bounds.exact, bounds.keep
+            for j in todo:
+                if upper[j] < floor:
+                    break
+                # Every arm whose index may equal the best is computed: "keep" is strict.
+                if floor > tested:
+                    x = floor if cs is None else _threshold(floor, cs[j])
+                    if not survivors((j,), (x,)):
+                        continue
+                e = known[j] = exact(j)
+                v = e if cs is None else e - cs[j]
+                if v != v:  # NaN
+                    return None
+                if v > best:
+                    best = floor = v
+        if cs is None:
+            winners = [j for j, e in known.items() if e == best]
+        else:
+            winners = [j for j, e in known.items() if e - cs[j] == best]
+        if len(winners) == 1:
+            chosen = winners[0]
+        else:  # the full computation's draw: among the tied arms, in arm order
+            winners.sort()
+            chosen = self.rng.choice(winners)
+        k = len(self.arms)
+        return (chosen if keep is None else keep[chosen]), _Pruned(bounds, known, keep, costs, k)
 
     def _select_general(
         self,
@@ -390,67 +568,98 @@ class Engine:
             raise UnknownArmError(f"every arm is excluded: {sorted(exclude)}")
         untried = [i for i in range(k) if allowed[i] and n[i] <= 0.0]
         rng = self.rng
+        pruned: _Pruned | None = None
         if untried:
             chosen = untried[0] if len(untried) == 1 else rng.choice(untried)
-            idx = [math.inf if n[i] <= 0.0 else math.nan for i in range(k)]
+            idx = [math.inf if n[i] <= 0.0 and allowed[i] else math.nan for i in range(k)]
         else:
-            if all(allowed):
-                t = math.fsum(n)
-                idx = list(self.policy.indices(n, s, q, t, rng))
-                expected = k
-            else:
-                # The policy sees only the arms it may choose (an excluded arm may have no
-                # data at all); the others get NaN below.
-                keep = [i for i in range(k) if allowed[i]]
-                sub_n = [n[i] for i in keep]
-                sub = self.policy.indices(
-                    sub_n, [s[i] for i in keep], [q[i] for i in keep], math.fsum(sub_n), rng
-                )
-                expected = len(keep)
-                idx = [math.nan] * k
-                if len(sub) == expected:
-                    for j, i in enumerate(keep):
-                        idx[i] = sub[j]
+            keep = None if all(allowed) else [i for i in range(k) if allowed[i]]
+            pick = None
+            if self._bounded is not None:
+                if keep is None:
+                    pick = self._choose_pruned(self._bounded, n, s, q, None)
                 else:
-                    idx = list(sub)
-            if len(idx) != k:
-                raise ValueError(
-                    f"policy {self.policy.name!r} returned {len(idx)} indices for {expected} arms"
-                )
-            if self.costs is not None:
-                idx = [v - c for v, c in zip(idx, self.costs, strict=True)]
-            best = -math.inf
-            winners: list[int] = []
-            for i in range(k):
-                if not allowed[i]:
-                    continue
-                v = idx[i]
-                if v > best:
-                    best = v
-                    winners = [i]
-                elif v == best:
-                    winners.append(i)
-            if not winners:  # every allowed index is NaN: the policy is broken, fall back to random
-                winners = [i for i in range(k) if allowed[i]]
-            chosen = winners[0] if len(winners) == 1 else rng.choice(winners)
-        for i in range(k):
-            if not allowed[i]:
-                idx[i] = math.nan
+                    pick = self._choose_pruned(
+                        self._bounded,
+                        [n[i] for i in keep],
+                        [s[i] for i in keep],
+                        [q[i] for i in keep],
+                        keep,
+                    )
+            if pick is not None:
+                chosen, pruned = pick
+                idx = []
+            else:
+                chosen, idx = self._choose_full(n, s, q, keep, allowed)
         costs = self.costs or (0.0,) * k
         net = [None if m is None else m - costs[i] for i, m in enumerate(means)]
         known = [m for i, m in enumerate(net) if m is not None and allowed[i]]
         chosen_mean = net[chosen]
         explore = bool(known) and (chosen_mean is None or chosen_mean < max(known))
-        return Selection(
-            arm=arms[chosen],
-            arms=arms,
-            indices=tuple(idx),
-            means=tuple(means),
-            pulls=tuple(state.pulls),
-            in_flight=tuple(flights),
-            explore=explore,
-            policy=self.policy.name,
+        return _selection(
+            arms[chosen],
+            arms,
+            tuple(idx) if pruned is None else pruned,  # type: ignore[arg-type]
+            tuple(means),
+            tuple(state.pulls),
+            tuple(flights),
+            explore,
+            self.policy.name,
         )
+
+    def _choose_full(
+        self,
+        n: list[float],
+        s: list[float],
+        q: list[float],
+        keep: list[int] | None,
+        allowed: list[bool],
+    ) -> tuple[int, list[float]]:
+        """Choose by computing every allowed arm's index; return the arm and the indices."""
+        k = len(n)
+        rng = self.rng
+        if keep is None:
+            t = math.fsum(n)
+            idx = list(self.policy.indices(n, s, q, t, rng))
+            expected = k
+        else:
+            # The policy sees only the arms it may choose (an excluded arm may have no
+            # data at all); the others get NaN below.
+            sub_n = [n[i] for i in keep]
+            sub = self.policy.indices(
+                sub_n, [s[i] for i in keep], [q[i] for i in keep], math.fsum(sub_n), rng
+            )
+            expected = len(keep)
+            idx = [math.nan] * k
+            if len(sub) == expected:
+                for j, i in enumerate(keep):
+                    idx[i] = sub[j]
+            else:
+                idx = list(sub)
+        if len(idx) != k:
+            raise ValueError(
+                f"policy {self.policy.name!r} returned {len(idx)} indices for {expected} arms"
+            )
+        if self.costs is not None:
+            idx = [v - c for v, c in zip(idx, self.costs, strict=True)]
+        best = -math.inf
+        winners: list[int] = []
+        for i in range(k):
+            if not allowed[i]:
+                continue
+            v = idx[i]
+            if v > best:
+                best = v
+                winners = [i]
+            elif v == best:
+                winners.append(i)
+        if not winners:  # every allowed index is NaN: the policy is broken, fall back to random
+            winners = [i for i in range(k) if allowed[i]]
+        chosen = winners[0] if len(winners) == 1 else rng.choice(winners)
+        for i in range(k):
+            if not allowed[i]:
+                idx[i] = math.nan
+        return chosen, idx
 
 
 def _check_costs(
@@ -484,3 +693,18 @@ def _argmax(idx: list[float], rng: random.Random) -> int:
     if not winners:  # every index is NaN: the policy is broken, fall back to random
         winners = list(range(len(idx)))
     return winners[0] if len(winners) == 1 else rng.choice(winners)
+
+
+def _threshold(best: float, cost: float) -> float:
+    """Return an ``x`` with ``x - cost < best`` as rounded (an index below ``x`` loses).
+
+    ``-inf`` if no such ``x`` is found quickly; nothing is then certified below it.
+    """
+    x = best + cost
+    step = math.ulp(x)
+    for _ in range(64):
+        if x - cost < best:
+            return x
+        x -= step
+        step *= 2.0
+    return -math.inf

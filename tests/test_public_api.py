@@ -43,6 +43,8 @@ PINNED: dict[str, list[str]] = {
         "__version__",
     ],
     "bandit_router.policies": [
+        "BoundedPolicy",
+        "IndexBounds",
         "KLUCB",
         "Policy",
         "RewardTransform",
@@ -130,7 +132,7 @@ def test_policy_docstrings_give_the_formula_and_a_citation(name: str) -> None:
 
 
 def test_every_exported_policy_class_is_checked() -> None:
-    protocols = {"Policy", "RewardTransform"}
+    protocols = {"BoundedPolicy", "IndexBounds", "Policy", "RewardTransform"}
     assert sorted(set(bandit_router.policies.__all__) - protocols) == POLICY_CLASSES
 
 
