@@ -255,6 +255,8 @@ class Engine:
     __slots__ = (
         "_bounded",
         "_learn",
+        "_name",
+        "_read_only",
         "arms",
         "costs",
         "decay",
@@ -327,6 +329,10 @@ class Engine:
         self.costs: tuple[float, ...] | None = _check_costs(costs, names)
         self._learn = policy.learn if isinstance(policy, RewardTransform) else None
         self._bounded = policy if isinstance(policy, BoundedPolicy) else None
+        # The built-in policies never modify their arguments (no copies needed), and they are
+        # frozen: their name never changes (a property call saved).
+        self._read_only = type(policy) in _READ_ONLY_POLICIES
+        self._name = policy.name if self._read_only else None
 
     # --- outcomes ------------------------------------------------------------------------
 
@@ -387,7 +393,7 @@ class Engine:
         Raises:
             UnknownArmError: If ``exclude`` names an unknown arm or excludes every arm.
         """
-        use = self.priors if isinstance(priors, _Default) else priors
+        use = self.priors if priors is DEFAULT or isinstance(priors, _Default) else priors
         flights = state.in_flight
         if exclude or any(flights):
             return self._select_general(state, exclude, use)
@@ -398,7 +404,7 @@ class Engine:
         fresh = use is not None or (decay is not None and decay != 1.0)
         if fresh:
             n, s, q = state.discounted(decay, use)
-        elif type(policy) in _READ_ONLY_POLICIES:  # they never modify their arguments
+        elif self._read_only:
             n, s, q = state.n, state.total, state.total_sq
         else:
             n, s, q = state.n.copy(), state.total.copy(), state.total_sq.copy()
@@ -424,7 +430,7 @@ class Engine:
                     tuple(state.pulls),
                     tuple(flights),
                     net[chosen] < max(net),
-                    policy.name,
+                    self._name or policy.name,
                 )
         idx = policy.indices(n, s, q, math.fsum(n), rng)
         if type(idx) is not list:
@@ -449,7 +455,7 @@ class Engine:
             tuple(state.pulls),
             tuple(flights),
             net[chosen] < max(net),
-            policy.name,
+            self._name or policy.name,
         )
 
     def _choose_pruned(

@@ -19,13 +19,16 @@ steps per arm (MABWiser: ``fit`` on one reward per arm, then the same untimed st
 rounds continue from where the previous round stopped. Within a round the contenders take
 turns (interleaved, so they share the machine's load); each round is sized to last about
 ``--seconds`` per contender. The table gives the median over rounds; each ratio is the median
-over rounds of that round's ratio (same round, side by side). The ``Bandit`` default and the
+over rounds of that round's ratio (same round, side by side). ``--clock cpu`` (the default)
+times the process's CPU time, which a busy machine disturbs less than wall time (every
+contender runs in this one thread; ``--clock wall`` for wall time). The ``Bandit`` default and the
 KL-UCB core run the same steps on the same seeds, so they make the same decisions and their
 difference is the cost of the ``Bandit`` layer itself.
 
 Usage::
 
     python benchmarks/speed.py [--arms 5,100,1000] [--rounds 5] [--seconds 0.3] [--warm 2]
+                               [--clock cpu|wall]
 """
 
 from __future__ import annotations
@@ -50,6 +53,8 @@ from bandit_router._engine import Engine
 from bandit_router.policies import KLUCB, UCB1, Policy, ThompsonSampling, UCBTuned
 
 Timed = Callable[[int], Awaitable[float]]  # runs n steps, returns the seconds they took
+CLOCKS: dict[str, Callable[[], float]] = {"cpu": time.process_time, "wall": time.perf_counter}
+clock: Callable[[], float] = time.process_time  # set by main() from --clock
 
 BANDIT = "Bandit.choose + Bandit.reward, default KLUCB(), InMemoryStore"
 CORE_KL = "core: Engine.select + apply, KLUCB() (default)"
@@ -88,11 +93,11 @@ def core(arms: list[str], make: Callable[[], Policy], numpy: bool = True) -> Tim
         if not numpy:
             vector.np = None  # the pure-Python path, as without numpy installed
         try:
-            t0 = time.perf_counter()
+            t0 = clock()
             for _ in range(n):
                 i = position[select(state).arm]
                 apply(i, reward_outcome(1.0 if draw() < mu[i] else 0.0), decay)
-            return time.perf_counter() - t0
+            return clock() - t0
         finally:
             vector.np = saved
 
@@ -108,11 +113,11 @@ def bandit_default(arms: list[str]) -> Timed:
 
     async def run(n: int) -> float:
         choose, reward = bandit.choose, bandit.reward
-        t0 = time.perf_counter()
+        t0 = clock()
         for _ in range(n):
             d = await choose()
             await reward(d.decision_id, 1.0 if draw() < mu[position[d.arm]] else 0.0)
-        return time.perf_counter() - t0
+        return clock() - t0
 
     return run
 
@@ -131,11 +136,11 @@ def mabwiser_ucb1(arms: list[str]) -> Timed | None:
     position = {a: i for i, a in enumerate(arms)}
 
     async def run(n: int) -> float:
-        t0 = time.perf_counter()
+        t0 = clock()
         for _ in range(n):
             arm = mab.predict()
             mab.partial_fit([arm], [1.0 if draw() < mu[position[arm]] else 0.0])
-        return time.perf_counter() - t0
+        return clock() - t0
 
     return run
 
@@ -224,6 +229,7 @@ def report(k: int, cs: dict[str, Contender]) -> None:
 
 
 async def amain(ns: argparse.Namespace) -> None:
+    """Run every K in turn and print its report."""
     ks = [int(x) for x in ns.arms.split(",")]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(
@@ -231,7 +237,7 @@ async def amain(ns: argparse.Namespace) -> None:
         f"Python {sys.version.split()[0]} on {platform.machine()}, {os.cpu_count()} CPUs, "
         f"numpy {'yes' if vector.np is not None else 'no'}, load average {load:.2f} at start; "
         f"median of {ns.rounds} interleaved rounds, ~{ns.seconds} s per contender per round, "
-        f"warm-up {ns.warm} steps per arm.\n"
+        f"warm-up {ns.warm} steps per arm, {ns.clock} time.\n"
     )
     for k in ks:
         report(k, await measure(k, ns.rounds, ns.seconds, ns.warm))
@@ -245,7 +251,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--seconds", type=float, default=0.3, help="per contender per round")
     ap.add_argument("--warm", type=int, default=2, help="untimed warm-up steps per arm")
+    ap.add_argument("--clock", choices=sorted(CLOCKS), default="cpu")
     ns = ap.parse_args(argv)
+    global clock
+    clock = CLOCKS[ns.clock]
     if ns.rounds < 1 or ns.seconds <= 0 or ns.warm < 1:
         ap.error("--rounds and --warm must be >= 1, --seconds > 0")
     asyncio.run(amain(ns))

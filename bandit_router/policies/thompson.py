@@ -57,8 +57,8 @@ class ThompsonSampling:
         rng: Random,
     ) -> list[float]:
         """Return one posterior draw per arm."""
-        np = _vector.np
-        if np is not None and len(n) >= _NUMPY_MIN_ARMS:
+        if len(n) >= _NUMPY_MIN_ARMS and _vector.np is not None:
+            np = _vector.np
             if len(n) != len(total):
                 raise ValueError("n and total must have the same length")
             m = np.array(n, dtype=float)

@@ -71,8 +71,8 @@ class UCB1:
     ) -> list[float]:
         """Return ``mean_i + sqrt(c ln t / n_i)`` for every arm."""
         lt = self.c * (math.log(t) if t > 1.0 else 0.0)  # _log_t, inlined
-        np = _vector.np
-        if np is not None and len(n) >= _NUMPY_MIN_ARMS:
+        if len(n) >= _NUMPY_MIN_ARMS and _vector.np is not None:
+            np = _vector.np
             m = np.array(n, dtype=float)
             out: list[float] = (np.array(total, dtype=float) / m + np.sqrt(lt / m)).tolist()
             if len(out) != len(total):
@@ -114,8 +114,8 @@ class UCBTuned:
     ) -> list[float]:
         """Return the UCB-Tuned index of every arm."""
         lt = _log_t(t)
-        np = _vector.np
-        if np is not None and len(n) >= _NUMPY_MIN_ARMS_TUNED:
+        if len(n) >= _NUMPY_MIN_ARMS_TUNED and _vector.np is not None:
+            np = _vector.np
             if not len(n) == len(total) == len(total_sq):
                 raise ValueError("n, total and total_sq must have the same length")
             m = np.array(n, dtype=float)
