@@ -134,34 +134,22 @@ _SELECTION_SETTERS: Final[tuple[Any, ...]] = tuple(
 _INDICES_SLOT: Final[Any] = Selection.__dict__["indices"]
 
 
-class _Pruned:
+class _Pruned(tuple[Any, ...]):
     """The indices of a pruned selection, until they are read (see ``Selection.indices``).
 
-    Holds what the choice was made from: the policy's bounds (with the statistics of the
-    moment), the exact indices already computed, the allowed arms and the costs.
+    ``(bounds, known, keep, costs, size)``: the policy's bounds (with the statistics of the
+    moment), the exact indices already computed, the allowed arms, the costs and the number
+    of arms. A tuple subclass: built in C, told apart from the final tuple by its type.
     """
 
-    __slots__ = ("bounds", "costs", "keep", "known", "size")
-
-    def __init__(
-        self,
-        bounds: IndexBounds,
-        known: dict[int, float],
-        keep: list[int] | None,
-        costs: tuple[float, ...] | None,
-        size: int,
-    ) -> None:
-        self.bounds = bounds
-        self.known = known
-        self.keep = keep
-        self.costs = costs
-        self.size = size
+    __slots__ = ()
 
     def materialize(self) -> tuple[float, ...]:
         """Return every arm's index, as the full computation reports them."""
-        out = [math.nan] * self.size
-        known, exact, keep, costs = self.known, self.bounds.exact, self.keep, self.costs
-        for j in range(len(self.bounds.upper)):
+        bounds, known, keep, costs, size = self
+        out = [math.nan] * size
+        exact = bounds.exact
+        for j in range(len(bounds.upper)):
             v = known.get(j)
             if v is None:
                 v = exact(j)
@@ -488,23 +476,34 @@ class Engine:
         floor = max(lower)  # the best index is at least this
         if floor != floor:  # a NaN bound: leave the policy's quirks to the full computation
             return None
-        # Only the arms whose upper bound reaches the floor can win or tie.
-        rivals = list(compress(range(size), map(le, repeat(floor, size), upper)))
+        # Only the arms whose upper bound reaches the floor can win or tie; where the bounds
+        # meet, they are the index.
+        rivals: Any = (
+            range(size)
+            if size <= 16
+            else compress(range(size), map(le, repeat(floor, size), upper))
+        )
         known: dict[int, float] = {}  # exact indices (before costs)
         best = -math.inf  # the best of them, less costs
+        winners: list[int] = []
         todo = []
         for j in rivals:
+            u = upper[j]
+            if u < floor:
+                continue
             e = raw_upper[j]
-            if raw_lower[j] == e:  # the bounds meet: that is the index
+            if raw_lower[j] == e:
                 known[j] = e
-                u = upper[j]
                 if u > best:
                     best = u
+                    winners = [j]
+                elif u == best:
+                    winners.append(j)
             else:
                 todo.append(j)
-        if best > floor:
-            floor = best
         if todo:
+            if best > floor:
+                floor = best
             # The arms certainly below the floor are dropped in one batch, the others taken
             # most promising first (a high best early stops the loop early).
             if cs is None:
@@ -525,21 +524,22 @@ class Engine:
                         continue
                 e = known[j] = exact(j)
                 v = e if cs is None else e - cs[j]
-                if v != v:  # NaN
-                    return None
                 if v > best:
                     best = floor = v
-        if cs is None:
-            winners = [j for j, e in known.items() if e == best]
-        else:
-            winners = [j for j, e in known.items() if e - cs[j] == best]
+                    winners = [j]
+                elif v == best:
+                    winners.append(j)
+                elif v != v:  # NaN
+                    return None
         if len(winners) == 1:
             chosen = winners[0]
-        else:  # the full computation's draw: among the tied arms, in arm order
+        elif winners:  # the full computation's draw: among the tied arms, in arm order
             winners.sort()
             chosen = self.rng.choice(winners)
-        k = len(self.arms)
-        return (chosen if keep is None else keep[chosen]), _Pruned(bounds, known, keep, costs, k)
+        else:  # NaN bounds or indices: leave them to the full computation
+            return None
+        pruned = _Pruned((bounds, known, keep, costs, len(self.arms)))
+        return (chosen if keep is None else keep[chosen]), pruned
 
     def _select_general(
         self,
@@ -605,7 +605,7 @@ class Engine:
         return _selection(
             arms[chosen],
             arms,
-            tuple(idx) if pruned is None else pruned,  # type: ignore[arg-type]
+            tuple(idx) if pruned is None else pruned,
             tuple(means),
             tuple(state.pulls),
             tuple(flights),

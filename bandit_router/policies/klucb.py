@@ -410,6 +410,12 @@ class _KLBounds:
         "upper",
     )
 
+    # Set by fill (the engine's use); exact alone needs none of them.
+    lower: list[float]
+    upper: list[float]
+    _params: list[tuple[float, ...] | None]
+    _numpy: _NumpyArms | None
+
     def __init__(
         self,
         n: Sequence[float],
@@ -427,10 +433,6 @@ class _KLBounds:
         # The "log" rate's ln(t), shared by every arm; None for the anytime rate.
         self._lt = (math.log(t) if t > 1.0 else 0.0) if rate == "log" else None
         self._variance = variance
-        self._params: list[tuple[float, ...] | None] = []
-        self._numpy: _NumpyArms | None = None
-        self.lower: list[float] = []
-        self.upper: list[float] = []
 
     def _level(self, m: float) -> float:
         lt = self._lt
@@ -483,7 +485,9 @@ class _KLBounds:
             arrays = self._numpy = _NumpyArms(n, s, q, t, lt, self._variance)
             self.lower = arrays.lower.tolist()
             self.upper = arrays.upper().tolist()
+            self._params = []
             return
+        self._numpy = None
         log, sqrt = math.log, math.sqrt
         variance = self._variance
         eps, top, noise = _EPS, _HI, _NOISE_LEVEL
