@@ -28,7 +28,6 @@ from bandit_router.policies import (
     KLUCB,
     UCB1,
     BoundedPolicy,
-    IndexBounds,
     Policy,
     RewardTransform,
     ThompsonSampling,
