@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from itertools import compress, repeat
-from operator import le, sub, truediv
+from operator import le, lt, ne, sub, truediv
 from typing import Any, Final
 
 from bandit_router._errors import ConfigurationError, UnknownArmError
@@ -28,6 +28,7 @@ from bandit_router.policies import (
     KLUCB,
     UCB1,
     BoundedPolicy,
+    IndexBounds,
     Policy,
     RewardTransform,
     ThompsonSampling,
@@ -148,13 +149,102 @@ class _Pruned(tuple[Any, ...]):
         bounds, known, keep, costs, size = self
         out = [math.nan] * size
         exact = bounds.exact
-        for j in range(len(bounds.upper)):
+        for j in range(size if keep is None else len(keep)):
             v = known.get(j)
             if v is None:
                 v = exact(j)
             i = j if keep is None else keep[j]
             out[i] = v if costs is None else v - costs[i]
         return tuple(out)
+
+
+#: The incremental choice is used from this many arms (below, pruning from scratch is as fast).
+_MEMO_MIN_ARMS: Final = 24
+#: After this many choices in a row that the memo could not serve, it is left aside a while.
+_MEMO_PATIENCE: Final = 4
+
+
+class _Memo:
+    """Per-arm caps kept between choices (see ``Engine._choose_incremental``).
+
+    For arm j: the statistics its cap was made from (``n``, ``s``, ``q``); ``cap[j]``, a
+    certified upper bound of its index less its cost while the total count is at most
+    ``horizon[j]``; ``low[j]``, a lower bound of it (which holds at any later count).
+    ``expiry`` is at most the smallest horizon; ``built``: every arm has had a cap.
+    ``misses`` counts the choices in a row the memo could not serve; ``skip``, the choices
+    left before it is tried again.
+    """
+
+    __slots__ = (
+        "built",
+        "cap",
+        "expiry",
+        "horizon",
+        "k",
+        "low",
+        "misses",
+        "n",
+        "q",
+        "s",
+        "skip",
+    )
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+        self.n = [math.nan] * k  # NaN equals nothing: every arm starts changed
+        self.s = [math.nan] * k
+        self.q = [math.nan] * k
+        self.cap = [math.inf] * k
+        self.low = [-math.inf] * k
+        self.horizon = [-math.inf] * k
+        self.expiry = -math.inf
+        self.built = False
+        self.misses = 0
+        self.skip = 0
+
+    def missed(self) -> _Memo:
+        """Count a choice the memo could not serve; a few in a row: back off, then start anew."""
+        self.misses += 1
+        if self.misses >= _MEMO_PATIENCE:
+            self.skip = 16 << min(self.misses - _MEMO_PATIENCE, 6)  # up to 1,024 choices
+            self.built = False
+        return self
+
+    def certify(
+        self,
+        policy: KLUCB,
+        arms: Iterable[int],
+        n: list[float],
+        s: list[float],
+        q: list[float],
+        t: float,
+        floor: float,
+        lower: dict[int, float],
+        costs: tuple[float, ...] | None,
+    ) -> None:
+        """Give ``arms`` (changed or expired) their statistics, lower bound and a new cap.
+
+        The cap is the cheap bound at the later count, or the exact index there when the
+        cheap one does not clear the floor.
+        """
+        step = max(16.0, t / 64.0)
+        # Four horizons, by arm, so that caps made together do not all expire together.
+        ends = [t + step * (1.0 + 0.25 * i) for i in range(4)]
+        later = [policy._lazy_bounds(n, s, q, end) for end in ends]
+        cap, horizon, low = self.cap, self.horizon, self.low
+        mn, ms, mq = self.n, self.s, self.q
+        for j in arms:
+            at = later[j & 3]
+            lo, hi = at.bounds_of(j)
+            c = 0.0 if costs is None else costs[j]
+            if hi - c >= floor and lo != hi:  # would not clear the floor: the exact index
+                hi = at.exact(j)
+            mn[j], ms[j], mq[j] = n[j], s[j], q[j]
+            cap[j] = hi if costs is None else hi - c
+            low[j] = lower[j]
+            horizon[j] = ends[j & 3]
+        if ends[0] < self.expiry or t > self.expiry:
+            self.expiry = min(horizon)
 
 
 def _read_indices(sel: Selection) -> tuple[float, ...]:
@@ -241,7 +331,9 @@ class Engine:
 
     __slots__ = (
         "_bounded",
+        "_incremental",
         "_learn",
+        "_memo",
         "_name",
         "_read_only",
         "arms",
@@ -320,6 +412,9 @@ class Engine:
         # frozen: their name never changes (a property call saved).
         self._read_only = type(policy) in _READ_ONLY_POLICIES
         self._name = policy.name if self._read_only else None
+        self._memo: _Memo | None = None
+        # KL-UCB's index grows with t, the memo's premise (see _choose_incremental).
+        self._incremental = policy if isinstance(policy, KLUCB) else None
 
     # --- outcomes ------------------------------------------------------------------------
 
@@ -388,7 +483,8 @@ class Engine:
         # the same random draws as the general path.
         decay = self.decay
         policy = self.policy
-        fresh = use is not None or (decay is not None and decay != 1.0)
+        decayed = decay is not None and decay != 1.0
+        fresh = use is not None or decayed
         if fresh:
             n, s, q = state.discounted(decay, use)
         elif self._read_only:
@@ -404,7 +500,12 @@ class Engine:
         if bounded is not None:
             if not fresh:  # the pruned indices are filled later: they need their own lists
                 n, s, q = n.copy(), s.copy(), q.copy()
-            pick = self._choose_pruned(bounded, n, s, q, None)
+            pick = None
+            incremental = self._incremental
+            if incremental is not None and len(n) >= _MEMO_MIN_ARMS and not decayed:
+                pick = self._choose_incremental(incremental, n, s, q)
+            if pick is None:
+                pick = self._choose_pruned(bounded, n, s, q, None)
             if pick is not None:
                 chosen, idx = pick
                 means = list(map(truediv, s, n))
@@ -475,13 +576,36 @@ class Engine:
         floor = max(lower)  # the best index is at least this
         if floor != floor:  # a NaN bound: leave the policy's quirks to the full computation
             return None
-        # Only the arms whose upper bound reaches the floor can win or tie; where the bounds
-        # meet, they are the index.
+        # Only the arms whose upper bound reaches the floor can win or tie.
         rivals: Any = (
             range(size)
             if size <= 16
             else compress(range(size), map(le, repeat(floor, size), upper))
         )
+        picked = self._resolve(bounds, rivals, raw_lower, raw_upper, upper, floor, cs)
+        if picked is None:
+            return None
+        chosen, known = picked
+        pruned = _Pruned((bounds, known, keep, costs, len(self.arms)))
+        return (chosen if keep is None else keep[chosen]), pruned
+
+    def _resolve(
+        self,
+        bounds: IndexBounds,
+        rivals: Iterable[int],
+        raw_lower: Any,
+        raw_upper: Any,
+        upper: Any,
+        floor: float,
+        cs: Sequence[float] | None,
+    ) -> tuple[int, dict[int, float]] | None:
+        """Find the best index among ``rivals`` (ties drawn as the full computation draws).
+
+        ``raw_lower[j]``, ``raw_upper[j]``: arm j's bounds; ``upper[j]``: the upper one less
+        its cost ``cs[j]``; ``floor``: a lower bound of the best index less costs. Every arm
+        not among the rivals must be certainly below the floor. Returns the chosen arm and the
+        exact indices computed, or None (a NaN: left to the full computation).
+        """
         known: dict[int, float] = {}  # exact indices (before costs)
         best = -math.inf  # the best of them, less costs
         winners: list[int] = []
@@ -491,7 +615,7 @@ class Engine:
             if u < floor:
                 continue
             e = raw_upper[j]
-            if raw_lower[j] == e:
+            if raw_lower[j] == e:  # the bounds meet: that is the index
                 known[j] = e
                 if u > best:
                     best = u
@@ -531,14 +655,110 @@ class Engine:
                 elif v != v:  # NaN
                     return None
         if len(winners) == 1:
-            chosen = winners[0]
-        elif winners:  # the full computation's draw: among the tied arms, in arm order
-            winners.sort()
-            chosen = self.rng.choice(winners)
-        else:  # NaN bounds or indices: leave them to the full computation
+            return winners[0], known
+        if not winners:  # NaN bounds or indices
             return None
-        pruned = _Pruned((bounds, known, keep, costs, len(self.arms)))
-        return (chosen if keep is None else keep[chosen]), pruned
+        winners.sort()  # the full computation's draw: among the tied arms, in arm order
+        return self.rng.choice(winners), known
+
+    def _choose_incremental(
+        self, policy: KLUCB, n: list[float], s: list[float], q: list[float]
+    ) -> tuple[int, _Pruned] | None:
+        """:meth:`_choose_pruned` for every arm, reusing bounds from earlier choices.
+
+        An arm's index only grows with the total count ``t`` while its own statistics stay
+        the same (KL-UCB's level grows with t), so a bound of its index at a later count
+        ``t_hi`` bounds it until then. The memo keeps, per arm, such a bound less its cost
+        (its "cap") and ``t_hi``. An arm whose cap is below the floor (a lower bound of the
+        best index) cannot win: it is skipped without being looked at. The others (statistics
+        changed, cap expired, or cap not below the floor) are bounded and resolved as in
+        :meth:`_choose_pruned`, and the changed or expired ones get a new cap, valid up to
+        ``t + max(16, t / 64) * (1 + (j mod 4) / 4)`` for arm j (so that caps made together
+        expire apart): the exact index there when the cheap bound does not clear the floor.
+        The floor is the best lower bound in the memo (one made from the same statistics at
+        an earlier count still holds) or among the arms looked at. The choice is
+        :meth:`_choose_pruned`'s. ``None``: let the caller prune from scratch, as it does
+        better when many arms must be looked at one by one (an early, undecided phase; states
+        of several contexts alternating); after a few such choices in a row the memo is left
+        aside for a while, then made anew.
+        """
+        k = len(n)
+        memo, self._memo = self._memo, None  # a concurrent selection finds none: no sharing
+        if memo is None or memo.k != k:
+            memo = _Memo(k)
+        if memo.skip > 0:  # backing off after choices the memo could not serve
+            memo.skip -= 1
+            self._memo = memo
+            return None
+        t = math.fsum(n)
+        every = range(k)
+        changed = set(compress(every, map(ne, n, memo.n)))
+        changed.update(compress(every, map(ne, s, memo.s)))
+        changed.update(compress(every, map(ne, q, memo.q)))
+        stale = changed
+        if t > memo.expiry:
+            stale = changed.union(compress(every, map(lt, memo.horizon, repeat(t, k))))
+        limit = max(_MEMO_MIN_ARMS, k // 4)
+        if memo.built and len(stale) > limit:
+            self._memo = memo.missed()
+            return None
+        bounds = policy._lazy_bounds(n, s, q, t)
+        bounds_of = bounds.bounds_of
+        costs = self.costs
+        raw_lower: dict[int, float] = {}
+        raw_upper: dict[int, float] = {}
+        lower: dict[int, float] = {}
+        upper: dict[int, float] = {}
+
+        def look(j: int) -> float:
+            lo, hi = bounds_of(j)
+            raw_lower[j] = lo
+            raw_upper[j] = hi
+            if costs is not None:
+                c = costs[j]
+                lo -= c
+                hi -= c
+            lower[j] = lo
+            upper[j] = hi
+            return lo
+
+        # The floor: the best lower bound known. One made with the same statistics at an
+        # earlier count still holds (the index only grows with the count).
+        low = memo.low
+        for j in changed:
+            low[j] = -math.inf
+        floor = max(low)
+        for j in stale:
+            lo = look(j)
+            if lo > floor:
+                floor = lo
+        cap = memo.cap
+        # The arms whose cap does not clear the floor are looked at (their lower bounds can
+        # only raise the floor further; an arm skipped is below it either way).
+        loose = [j for j in compress(every, map(le, repeat(floor, k), cap)) if j not in upper]
+        if len(loose) > limit:  # many arms near the top: better bounded all at once
+            if stale:
+                memo.certify(policy, stale, n, s, q, t, floor, lower, costs)
+            self._memo = memo.missed()
+            return None
+        for j in loose:
+            lo = low[j] = look(j)  # the arm's statistics are the memo's: its bound holds
+            if lo > floor:
+                floor = lo
+        if floor != floor or not upper:
+            self._memo = memo
+            return None
+        picked = self._resolve(bounds, list(upper), raw_lower, raw_upper, upper, floor, costs)
+        if picked is None:
+            self._memo = memo
+            return None
+        chosen, known = picked
+        if stale:
+            memo.certify(policy, stale, n, s, q, t, floor, lower, costs)
+        memo.built = True
+        memo.misses = 0
+        self._memo = memo
+        return chosen, _Pruned((bounds, known, None, costs, k))
 
     def _select_general(
         self,

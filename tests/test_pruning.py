@@ -312,3 +312,81 @@ def test_pruning_skips_the_exact_computation_of_losing_arms(
     assert sel.indices == tuple(full)
     assert sel.arm == arms[full.index(max(full))]
     assert calls > at_choice + 100  # the indices not needed for the choice, once read
+
+
+# --- the memo of caps between choices (many arms, stationary) ---------------------------------
+
+
+def warm_state(arms: tuple[str, ...], rng: random.Random, means: list[float]) -> BanditState:
+    """A state some way into a run: pulls decreasing with the arm's mean gap, some fractional."""
+    state = BanditState(arms)
+    best = max(means)
+    for i, mu in enumerate(means):
+        for _ in range(2 + int(rng.expovariate(1.0) * 40 * (1.0 - (best - mu)) ** 4)):
+            r = float(rng.random() < mu) if rng.random() < 0.7 else rng.random() * mu * 2 % 1.0
+            state.apply(i, Outcome(reward=r, learn=r), None)
+    return state
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    policy=st.sampled_from(KLUCBS),
+    k=st.integers(16, 48),
+    pattern=st.integers(0, 2**32),
+    seed=st.integers(0, 2**32),
+    costs=st.booleans(),
+    priors=st.booleans(),
+    contexts=st.sampled_from([1, 1, 2]),
+)
+def test_memo_choices_are_the_full_computations(
+    policy: Policy, k: int, pattern: int, seed: int, costs: bool, priors: bool, contexts: int
+) -> None:
+    rng = random.Random(pattern)
+    arms = tuple(f"arm{i}" for i in range(k))
+    means = [rng.choice([0.5, 0.7, 0.75, rng.random()]) for _ in arms]
+    config: dict[str, Any] = {
+        "costs": {a: rng.choice([0.0, 0.02, 0.05]) for a in arms} if costs else None,
+        "priors": {arms[0]: Prior(0.6, 5.0, 0.1), arms[-1]: Prior(0.9, 1.0)} if priors else None,
+    }
+    memo = Engine(arms, policy=policy, seed=seed, **config)
+    full = Engine(arms, policy=Full(policy), seed=seed, **config)
+    mine = [warm_state(arms, rng, means) for _ in range(contexts)]
+    theirs = [state.copy() for state in mine]
+    draw = random.Random(pattern + 1).random
+    for step in range(400):
+        c = step % contexts
+        if step % 97 == 50:  # another worker's update: a sum changes, not the count
+            i = rng.randrange(k)
+            for state in (mine[c], theirs[c]):
+                state.total[i] = state.total_sq[i] = min(state.total[i] + 0.5, state.n[i])
+        a, b = memo.select(mine[c]), full.select(theirs[c])
+        assert a.arm == b.arm, step
+        assert memo.rng.getstate() == full.rng.getstate()
+        if step % 40 == 0:
+            assert same(a, b)
+        i = arms.index(a.arm)
+        r = float(draw() < means[i]) if step % 3 else draw() * means[i]
+        mine[c].apply(i, memo.reward_outcome(r), None)
+        theirs[c].apply(i, full.reward_outcome(r), None)
+
+
+def test_the_memo_serves_a_settled_bandit(monkeypatch: pytest.MonkeyPatch) -> None:
+    arms = tuple(f"arm{i}" for i in range(40))
+    means = [0.9 - 0.4 * i / 39 for i in range(40)]
+    engine = Engine(arms, seed=2)
+    state = warm_state(arms, random.Random(3), means)
+    served = 0
+    choose = Engine._choose_incremental
+
+    def counted(self: Engine, *args: Any) -> Any:
+        nonlocal served
+        pick = choose(self, *args)
+        served += pick is not None
+        return pick
+
+    monkeypatch.setattr(Engine, "_choose_incremental", counted)
+    draw = random.Random(4).random
+    for _ in range(300):
+        i = arms.index(engine.select(state).arm)
+        state.apply(i, engine.reward_outcome(float(draw() < means[i])), None)
+    assert served > 250

@@ -62,8 +62,15 @@ class IndexBounds(Protocol):
             bound of the index as :meth:`exact` computes it (rounding included).
     """
 
-    lower: Sequence[float]
-    upper: Sequence[float]
+    @property
+    def lower(self) -> Sequence[float]:
+        """One certified lower bound per arm (see above)."""
+        ...
+
+    @property
+    def upper(self) -> Sequence[float]:
+        """One certified upper bound per arm (see above)."""
+        ...
 
     def exact(self, i: int) -> float:
         """Return arm ``i``'s index, bit for bit what ``Policy.indices`` returns for it."""

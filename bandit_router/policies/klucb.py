@@ -433,6 +433,8 @@ class _KLBounds:
         # The "log" rate's ln(t), shared by every arm; None for the anytime rate.
         self._lt = (math.log(t) if t > 1.0 else 0.0) if rate == "log" else None
         self._variance = variance
+        self._params = []
+        self._numpy = None
 
     def _level(self, m: float) -> float:
         lt = self._lt
@@ -459,23 +461,36 @@ class _KLBounds:
         if arrays is not None and len(arms) >= _NUMPY_MIN_TESTS:
             return arrays.keep(arms, xs)
         params = self._params
-        lower = self.lower
         kept = []
         for i, x in zip(arms, xs, strict=True):
-            arm = params[i] if params else self._arm(i)
-            if arm is None:  # the bounds are the index
-                if not lower[i] < x:
+            arm: Any = params[i] if params else self._split(i)
+            if arm is None:  # filled, and the bounds are the index
+                arm = self.lower[i]
+            if type(arm) is float:  # the index itself
+                if not arm < x:
                     kept.append(i)
             elif not _below(arm, x):
                 kept.append(i)
         return kept
 
-    def _arm(self, i: int) -> tuple[float, ...] | None:
-        """Arm ``i``'s ``(a, w, y, level)``, or None when its bounds are its index."""
+    def _split(self, i: int) -> tuple[float, ...] | float:
+        """Arm ``i``'s ``(a, w, y, level)``, or its index when that needs no bisection."""
         m = self._n[i]
         p = self._s[i] / m
-        arm = _split(p, self._q[i] / m - p * p, self._level(m), self._variance)
+        return _split(p, self._q[i] / m - p * p, self._level(m), self._variance)
+
+    def _arm(self, i: int) -> tuple[float, ...] | None:
+        """Arm ``i``'s ``(a, w, y, level)``, or None when its bounds are its index."""
+        arm = self._split(i)
         return None if type(arm) is float else arm  # type: ignore[return-value]
+
+    def bounds_of(self, i: int) -> tuple[float, float]:
+        """Arm ``i``'s ``(lower, upper)``: the numbers ``fill`` computes for it."""
+        arm = self._split(i)
+        if type(arm) is float:
+            return arm, arm
+        a, w, y, level = arm  # type: ignore[misc]
+        return a + w * y, a + w * _bernstein(y, level)
 
     def fill(self) -> None:
         """Compute ``lower`` and ``upper`` for every arm."""
@@ -672,3 +687,13 @@ class KLUCB:
         b = _KLBounds(n, total, total_sq, t, self.rate, self.variance)
         b.fill()
         return b
+
+    def _lazy_bounds(
+        self,
+        n: Sequence[float],
+        total: Sequence[float],
+        total_sq: Sequence[float],
+        t: float,
+    ) -> _KLBounds:
+        """The bounds object without ``fill``: per arm on demand (``bounds_of``, ``exact``)."""
+        return _KLBounds(n, total, total_sq, t, self.rate, self.variance)
