@@ -160,6 +160,10 @@ class _Pruned(tuple[Any, ...]):
 
 #: The incremental choice is used from this many arms (below, pruning from scratch is as fast).
 _MEMO_MIN_ARMS: Final = 24
+#: Kept bounds are widened by this much: the index grows with the count, but where its
+#: formula changes (level 0: the mean; above: the two-point transform of a bisection) a
+#: rounding could take back a few units in the last place.
+_MEMO_SLACK: Final = 1e-15
 #: After this many choices in a row that the memo could not serve, it is left aside a while.
 _MEMO_PATIENCE: Final = 4
 
@@ -240,8 +244,8 @@ class _Memo:
             if hi - c >= floor and lo != hi:  # would not clear the floor: the exact index
                 hi = at.exact(j)
             mn[j], ms[j], mq[j] = n[j], s[j], q[j]
-            cap[j] = hi if costs is None else hi - c
-            low[j] = lower[j]
+            cap[j] = (hi if costs is None else hi - c) + _MEMO_SLACK
+            low[j] = lower[j] - _MEMO_SLACK
             horizon[j] = ends[j & 3]
         if ends[0] < self.expiry or t > self.expiry:
             self.expiry = min(horizon)
@@ -742,7 +746,8 @@ class Engine:
             self._memo = memo.missed()
             return None
         for j in loose:
-            lo = low[j] = look(j)  # the arm's statistics are the memo's: its bound holds
+            lo = look(j)
+            low[j] = lo - _MEMO_SLACK  # the arm's statistics are the memo's: its bound holds
             if lo > floor:
                 floor = lo
         if floor != floor or not upper:

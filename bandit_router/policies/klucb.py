@@ -479,11 +479,6 @@ class _KLBounds:
         p = self._s[i] / m
         return _split(p, self._q[i] / m - p * p, self._level(m), self._variance)
 
-    def _arm(self, i: int) -> tuple[float, ...] | None:
-        """Arm ``i``'s ``(a, w, y, level)``, or None when its bounds are its index."""
-        arm = self._split(i)
-        return None if type(arm) is float else arm  # type: ignore[return-value]
-
     def bounds_of(self, i: int) -> tuple[float, float]:
         """Arm ``i``'s ``(lower, upper)``: the numbers ``fill`` computes for it."""
         arm = self._split(i)
@@ -635,7 +630,10 @@ class KLUCB:
     exact index, and skips an arm when the divergence at the best index so far (computed as
     the bisection computes it) exceeds its level by 1e-12: then no bisection midpoint at or
     above that value can be accepted. The choice is therefore the one the full computation
-    makes, ties and their random draw included; only the time differs.
+    makes, ties and their random draw included; only the time differs. As the index only
+    grows with ``t`` while an arm's statistics stay the same, the engine also keeps, from one
+    choice to the next, a bound of each arm's index at a later ``t`` (cheap, or exact when
+    the cheap one is too loose), and skips the arms whose bound stays below the best.
 
     Attributes:
         rate: ``"anytime"`` (the default) or ``"log"``.
