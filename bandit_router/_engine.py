@@ -159,7 +159,7 @@ class _Pruned(tuple[Any, ...]):
 
 
 #: The incremental choice is used from this many arms (below, pruning from scratch is as fast).
-_MEMO_MIN_ARMS: Final = 24
+_MEMO_MIN_ARMS: Final = 16
 #: Kept bounds are widened by this much: the index grows with the count, but where its
 #: formula changes (level 0: the mean; above: the two-point transform of a bisection) a
 #: rounding could take back a few units in the last place.
