@@ -264,11 +264,11 @@ def test_numpy_bounds_are_the_python_bounds(policy: KLUCB, k: int, pattern: int)
     with numpy_hidden():
         slow = policy.index_bounds(n, s, q, t)
     exact = [fast.exact(i) for i in range(k)]
+    assert exact == [slow.exact(i) for i in range(k)]
     assert fast.lower == slow.lower  # the same operations on the same numbers
     for i in range(k):
         assert fast.lower[i] <= exact[i] <= fast.upper[i]
-        assert (fast.lower[i] == fast.upper[i]) == (slow.lower[i] == slow.upper[i])
-        assert abs(fast.upper[i] - slow.upper[i]) < 1e-12
+        assert slow.lower[i] <= exact[i] <= slow.upper[i]
     # Both ways of testing a batch keep every arm that is not certainly below.
     xs = [e + rng.choice([0.0, 1e-12, 1e-6, 1e-3, -1e-3]) for e in exact]
     kept = fast.keep(range(k), xs)

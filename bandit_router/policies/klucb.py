@@ -392,8 +392,8 @@ class _KLBounds:
 
     Every index is ``a + w * kl_upper_bound(y, level)`` (``a = 0, w = 1, y = mean`` for the
     Bernoulli index), or known exactly: the mean when the level is 0, ``a + w`` when ``y`` is
-    within 1e-12 of 1. ``fill`` computes every arm's bounds (:func:`_bernstein`; inlined, as this
-    loop runs over every arm on every choice) and keeps its ``(a, w, y, level)`` for ``keep``.
+    within 1e-12 of 1. ``fill`` computes every arm's bounds (inlined, as its loops run over
+    every arm on every choice) and keeps its ``(a, w, y, level)`` for ``keep``.
     """
 
     __slots__ = (
@@ -504,7 +504,7 @@ class _KLBounds:
         lower: list[float] = []
         upper: list[float] = []
         params: list[tuple[float, ...] | None] = []
-        low, up, keep = lower.append, upper.append, params.append
+        low, keep = lower.append, params.append
         for m, si, qi in zip(n, s, q, strict=True):
             p = si / m
             if lt is None:
@@ -519,13 +519,11 @@ class _KLBounds:
                 v = qi / m - p * p
             if not level > 0.0:  # the index is the mean
                 low(p)
-                up(p)
                 keep(None)
                 continue
             if variance and v < p * (1.0 - p) * (1.0 - 1e-9) and p < 1.0:
                 if level <= noise:
                     low(p)
-                    up(p)
                     keep(None)
                     continue
                 a = p - (v if v > 0.0 else 0.0) / (1.0 - p)
@@ -534,27 +532,52 @@ class _KLBounds:
                 if y >= top:  # the index is a + w * 1
                     keep(None)
                     low(a + w * 1.0)
-                    up(a + w * 1.0)
                     continue
                 keep((a, w, y, level))
                 low(a + w * y)
             elif p >= top:  # the Bernoulli index is 1
                 keep(None)
                 low(1.0)
-                up(1.0)
                 continue
             else:
                 a, w, y = 0.0, 1.0, p
                 keep((0.0, 1.0, p, level))
                 low(p)
-            # _bernstein(y, level), inlined.
+        # Second pass, over the arms that need a bisection: an arm whose index is certainly
+        # below the best lower bound (one divergence, as in _below) gets the number just under
+        # that bound as its upper bound; the others, the cheap _bernstein bound (inlined).
+        floor = max(lower)
+        under = math.nextafter(floor, -math.inf)
+        upper[:] = lower
+        margin = _MARGIN
+        for j, arm in enumerate(params):
+            if arm is None:  # the bounds are the index
+                continue
+            a, w, y, level = arm
+            if a == 0.0 and w == 1.0:
+                z = floor
+            else:
+                z = (floor - a) / w
+                for _ in range(4):
+                    if a + w * z < floor:
+                        break
+                    z = math.nextafter(z, -math.inf)
+                else:
+                    z = -math.inf
+            pc = y if y > eps else eps
+            if z > top:
+                z = top
+            if pc < z:
+                omp = 1.0 - pc
+                if pc * log(pc / z) + omp * log(omp / (1.0 - z)) > level + margin:
+                    upper[j] = under
+                    continue
             if y >= 0.5:
                 vy = y * (1.0 - y)
                 d = sqrt(2.0 * vy * level)
                 r = (2.0 * y - 1.0) * d / vy
                 d *= 1.0 - r / (3.0 + 3.0 * r)
             else:
-                pc = y if y > eps else eps
                 d = sqrt(0.5 * level)
                 hi = pc + d
                 if hi < 0.5:
@@ -562,9 +585,9 @@ class _KLBounds:
                 y = pc
             if d >= 1e-6:
                 hi = y + d + (1e-9 + 2e-13 / d)
-                up(a + w * hi if hi < 1.0 else a + w * 1.0)
+                upper[j] = a + w * hi if hi < 1.0 else a + w * 1.0
             else:
-                up(a + w * 1.0)
+                upper[j] = a + w * 1.0
         self.lower = lower
         self.upper = upper
         self._params = params
