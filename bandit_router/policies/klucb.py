@@ -652,7 +652,9 @@ class KLUCB:
     exact indices in decreasing order of the bound, stops at the first bound below the best
     exact index, and skips an arm when the divergence at the best index so far (computed as
     the bisection computes it) exceeds its level by 1e-12: then no bisection midpoint at or
-    above that value can be accepted. The choice is therefore the one the full computation
+    above that value can be accepted (the policy already runs that test against the best
+    lower bound when it computes the bounds, and reports such an arm's upper bound just
+    below it). The choice is therefore the one the full computation
     makes, ties and their random draw included; only the time differs. As the index only
     grows with ``t`` while an arm's statistics stay the same, the engine also keeps, from one
     choice to the next, a bound of each arm's index at a later ``t`` (cheap, or exact when
