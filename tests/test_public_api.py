@@ -62,6 +62,8 @@ PINNED: dict[str, list[str]] = {
         "optimistic",
     ],
     "bandit_router.policies": [
+        "BoundedPolicy",
+        "IndexBounds",
         "KLUCB",
         "Policy",
         "RewardTransform",
@@ -159,7 +161,7 @@ def test_budget_rule_gives_the_formula_and_a_citation() -> None:
 
 
 def test_every_exported_policy_class_is_checked() -> None:
-    protocols = {"Policy", "RewardTransform"}
+    protocols = {"BoundedPolicy", "IndexBounds", "Policy", "RewardTransform"}
     assert sorted(set(bandit_router.policies.__all__) - protocols) == POLICY_CLASSES
 
 

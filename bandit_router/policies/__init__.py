@@ -5,9 +5,18 @@ Every policy implements the :class:`Policy` protocol; write your own the same wa
 
 from __future__ import annotations
 
-from bandit_router.policies._base import Policy, RewardTransform
+from bandit_router.policies._base import BoundedPolicy, IndexBounds, Policy, RewardTransform
 from bandit_router.policies.klucb import KLUCB
 from bandit_router.policies.thompson import ThompsonSampling
 from bandit_router.policies.ucb import UCB1, UCBTuned
 
-__all__ = ["KLUCB", "UCB1", "Policy", "RewardTransform", "ThompsonSampling", "UCBTuned"]
+__all__ = [
+    "KLUCB",
+    "UCB1",
+    "BoundedPolicy",
+    "IndexBounds",
+    "Policy",
+    "RewardTransform",
+    "ThompsonSampling",
+    "UCBTuned",
+]

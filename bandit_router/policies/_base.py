@@ -1,4 +1,4 @@
-"""The :class:`Policy` protocol every selection rule implements."""
+"""The :class:`Policy` protocol every selection rule implements, and its optional extensions."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from random import Random
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Policy", "RewardTransform"]
+__all__ = ["BoundedPolicy", "IndexBounds", "Policy", "RewardTransform"]
 
 
 @runtime_checkable
@@ -19,7 +19,8 @@ class Policy(Protocol):
     workers can share them.
 
     To add a policy, write a class with a ``name`` and an ``indices`` method; no subclassing
-    or registration is needed.
+    or registration is needed. A deterministic policy whose indices are costly may also
+    implement :class:`BoundedPolicy`, which lets the engine skip the arms that cannot win.
     """
 
     @property
@@ -46,6 +47,67 @@ class Policy(Protocol):
 
         Returns:
             One number per arm; the largest wins.
+        """
+        ...
+
+
+class IndexBounds(Protocol):
+    """What a :class:`BoundedPolicy` knows about its indices before computing them.
+
+    Attributes:
+        lower: One number per arm with ``lower[i] <= exact(i)``, certified like ``upper``
+            (``-inf`` when nothing better is known). Where ``lower[i] == upper[i]`` the engine
+            takes that number as the index without calling :meth:`exact`.
+        upper: One number per arm, never NaN, with ``upper[i] >= exact(i)``: a certified upper
+            bound of the index as :meth:`exact` computes it (rounding included).
+    """
+
+    @property
+    def lower(self) -> Sequence[float]:
+        """One certified lower bound per arm (see above)."""
+        ...
+
+    @property
+    def upper(self) -> Sequence[float]:
+        """One certified upper bound per arm (see above)."""
+        ...
+
+    def exact(self, i: int) -> float:
+        """Return arm ``i``'s index, bit for bit what ``Policy.indices`` returns for it."""
+        ...
+
+    def keep(self, arms: Sequence[int], xs: Sequence[float]) -> list[int]:
+        """Return, in order, the arms of ``arms`` whose index may be >= the matching ``x``.
+
+        An arm may be dropped only if ``exact(arm) < x`` is certain; keeping an arm whose
+        index is below is allowed (it only costs an exact computation).
+        """
+        ...
+
+
+@runtime_checkable
+class BoundedPolicy(Protocol):
+    """Optional: a deterministic policy that can bound its indices cheaply (exact pruning).
+
+    The engine then computes exact indices only for the arms that might win: in decreasing
+    order of ``upper``, stopping at the first arm whose bound is below the best index so far,
+    and skipping every arm that :meth:`IndexBounds.keep` rules out. The choice (ties and
+    their random draw included) is the one the full ``indices`` computation gives; the indices
+    of the arms skipped are computed only if :attr:`Selection.indices` is read. The policy must
+    not use ``rng`` (its indices are a function of the statistics).
+    """
+
+    def index_bounds(
+        self,
+        n: Sequence[float],
+        total: Sequence[float],
+        total_sq: Sequence[float],
+        t: float,
+    ) -> IndexBounds:
+        """Return the bounds of the indices ``indices(n, total, total_sq, t, rng)`` would give.
+
+        The arguments are as for :meth:`Policy.indices`; the engine hands over lists it never
+        modifies afterwards, so the result may keep them (to compute ``exact`` later).
         """
         ...
 
