@@ -50,8 +50,10 @@ async def test_success_rate_matches_the_chance_that_some_arm_succeeds() -> None:
     assert stats["hangs"].failures == arms["hangs"].calls >= 2  # retried on timeout
     assert stats["broken"].pulls == 0
     # Failures are information: the router learned to try the flaky arm first (every call
-    # reached it; a few more attempts if the loaded machine made one exceed the timeout).
-    assert calls <= arms["flaky"].calls <= calls + 10
+    # reached it, once). This test once failed on a busy machine: an instant answer "took"
+    # over 0.1 s because the process was not scheduled, and was counted as a timeout. Time
+    # the event loop spends behind is no longer the arm's (core/timeouts.py), so no slack.
+    assert arms["flaky"].calls == calls
 
 
 async def test_non_retryable_errors_are_not_retried_and_transient_ones_are() -> None:
